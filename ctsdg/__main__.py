@@ -1,0 +1,3 @@
+from ctsdg.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,9 @@
+"""The one exception type the command line turns into a one-line message."""
+
+
+class InputError(ValueError):
+    """Bad input from the user: a missing or unreadable file, an unknown key, a wrong value.
+
+    The message names the file or key and says what was expected. The CLI prints it as
+    ``ctsdg: error: <message>`` and exits with status 2; the Python API lets it propagate.
+    """
