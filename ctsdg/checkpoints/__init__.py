@@ -1,0 +1,1 @@
+"""Reading, writing and converting CTSDG checkpoints in the formats the project supports."""
