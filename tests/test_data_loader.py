@@ -218,3 +218,16 @@ def test_throughput_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_data.run(parser.parse_args(["--samples", "3", "--size", "64", "--json"])) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["image_size"] == [64, 64] and printed["ms_per_sample"] > 0
+
+
+def test_evaluation_error_from_a_worker_is_one_line(tmp_path: Path) -> None:
+    from ctsdg.errors import InputError
+
+    Image.new("RGB", (40, 40)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_text("not an image")
+    ds = build_dataset("folder", "test", data_root=tmp_path, image_size=32)
+    with pytest.raises(InputError) as err:
+        list(build_loader(ds, 1, train=False, num_workers=1))
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("cannot read evaluation image")
+    assert str(tmp_path / "b.png") in message

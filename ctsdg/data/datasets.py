@@ -195,7 +195,8 @@ class InpaintingDataset(Dataset[Batch]):
         else:
             index = int(key)
             if self.train:
-                image_rng, mask_rng = (np.random.default_rng(s) for s in self._rng.spawn(2))
+                seeds = self._rng.integers(0, 2**63, size=2)
+                image_rng, mask_rng = (np.random.default_rng(int(s)) for s in seeds)
             else:
                 image_rng = mask_rng = None
         if not 0 <= index < len(self):

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
+from ctsdg.errors import InputError
+
 
 class Batch(NamedTuple):
     """One sample (no batch dimension) or a batch of samples.
@@ -182,6 +184,30 @@ class WorkerSeeder:
             reseed(seq.spawn(1)[0])
 
 
+class BatchLoader(DataLoader):
+    """A DataLoader whose InputErrors from worker processes keep their one-line message.
+
+    PyTorch re-raises a worker's exception with the worker's whole traceback as its message;
+    an InputError (an unreadable evaluation image, say) is meant to reach the user as one line,
+    so the original message is restored.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        batches = super().__iter__()
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except InputError as err:
+                message = str(err)
+                if "Original Traceback" not in message:
+                    raise
+                original = message.rsplit("InputError: ", 1)[-1].strip()
+                raise InputError(original) from None
+            yield batch
+
+
 def build_loader(
     dataset: Dataset[Any],
     batch_size: int,
@@ -196,7 +222,7 @@ def build_loader(
     pin_memory: bool | None = None,
     persistent_workers: bool | None = None,
     prefetch_factor: int | None = None,
-) -> DataLoader[Any]:
+) -> BatchLoader:
     """A DataLoader yielding ``Batch``es.
 
     Args:
@@ -240,7 +266,7 @@ def build_loader(
         extra["persistent_workers"] = persistent_workers
         if prefetch_factor is not None:
             extra["prefetch_factor"] = prefetch_factor
-    return DataLoader(
+    return BatchLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
