@@ -205,9 +205,11 @@ class InpaintingDataset(Dataset[Batch]):
         holes = self.masks.holes(index, mask_rng)
         array = np.array(image, dtype=np.uint8)  # (H, W, 3)
         gray, edge = structure_inputs(array, self.sigma, self.structure)
-        tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        # numpy, not torch: torch's intra-op thread pool costs milliseconds per call on a busy
+        # machine when samples are loaded in the main process (num_workers=0)
+        chw = np.ascontiguousarray(array.transpose(2, 0, 1)).astype(np.float32)
         return Batch(
-            image=tensor.float().div_(255).mul_(2).sub_(1),
+            image=torch.from_numpy(chw / np.float32(255) * np.float32(2) - np.float32(1)),
             mask=torch.from_numpy((~holes).astype(np.float32))[None],
             edge=torch.from_numpy(edge)[None],
             gray=torch.from_numpy(gray)[None],
