@@ -456,6 +456,12 @@ def test_free_form_masks_when_no_mask_folder(tmp_path: Path) -> None:
     for i, r in enumerate(ratios):
         lo = (i % 7) / 10
         assert lo < r <= lo + 0.1
+    # the evaluation masks depend on mask_seed only (not on the training seed)
+    same = build_dataset("folder", "test", data_root=tmp_path / "photos", image_size=64, seed=9)
+    other = build_dataset(
+        "folder", "test", data_root=tmp_path / "photos", image_size=64, mask_seed=1
+    )
+    assert torch.equal(same[3].mask, ds[3].mask) and not torch.equal(other[3].mask, ds[3].mask)
     ds = build_dataset(
         "folder",
         "train",

@@ -324,6 +324,7 @@ def build_dataset(
     mask_ratio_range: Sequence[float] | None = None,
     limit: int | None = None,
     seed: int = 0,
+    mask_seed: int = 0,
 ) -> InpaintingDataset:
     """Build a training or evaluation dataset from the seed's configuration keys.
 
@@ -366,8 +367,10 @@ def build_dataset(
             ``image_size``; with free-form masks, the training ratio range, and in evaluation
             only the 10 % buckets inside (lo, hi].
         limit: evaluation: use only the first ``limit`` images (a quick look).
-        seed: seed of the free-form evaluation masks and of bare-integer training indexing.
-            (Training augmentation under ``build_loader`` follows the loader's seed.)
+        seed: seed of bare-integer training indexing (under ``build_loader`` training samples
+            follow the loader's seed instead).
+        mask_seed: seed of the free-form evaluation masks; keep the default to compare runs
+            on the same masks.
 
     Raises:
         InputError: missing or empty folders, a missing or malformed partition file, listed
@@ -432,7 +435,7 @@ def build_dataset(
             size,
             ratio_range=ratio_range or FREE_FORM_TRAIN_RANGE,
             buckets=buckets or FREE_FORM_EVAL_BUCKETS,
-            seed=seed,
+            seed=mask_seed,
         )
     return InpaintingDataset(
         images,
