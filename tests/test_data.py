@@ -665,3 +665,17 @@ def test_demo_training_samples() -> None:
     images = {s.image.sum().item() for s in samples}
     masks = {s.mask.sum().item() for s in samples}
     assert len(images) == 6 and len(masks) >= 5
+
+
+def test_package_import_is_light_and_exports_resolve() -> None:
+    import subprocess
+    import sys
+
+    import ctsdg.data
+
+    code = "import sys, ctsdg.data; print(sorted({'torch', 'skimage', 'cv2'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    for name in ctsdg.data.__all__:
+        assert getattr(ctsdg.data, name) is not None
+    assert set(ctsdg.data.__all__) == set(ctsdg.data._EXPORTS)
