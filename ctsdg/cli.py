@@ -92,3 +92,52 @@ def _run_masks(args: argparse.Namespace) -> int:
         f"seed {args.seed}) to {args.out_dir}"
     )
     return 0
+
+
+@_command
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "convert",
+        help="write this project's weights file (.safetensors) from any accepted checkpoint",
+        description=(
+            "Read SRC (a ctsdg run folder, training checkpoint or weights file, the authors' "
+            "PyTorch checkpoint, or a MindSpore model-zoo .ckpt) and write DST as a safetensors "
+            "weights file with its model config and structure-input convention."
+        ),
+    )
+    parser.add_argument("source", metavar="SRC", help="checkpoint file or run folder")
+    parser.add_argument("destination", metavar="DST", help="weights file to write (.safetensors)")
+    parser.add_argument(
+        "--structure",
+        choices=("authors", "correct"),
+        help="override the recorded structure-input convention (default: the source's)",
+    )
+    parser.set_defaults(run=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from ctsdg.checkpoints import convert
+
+    if not args.destination.endswith(".safetensors"):
+        raise InputError(f"{args.destination}: weights files end in .safetensors")
+    weights = convert(args.source, args.destination, structure=args.structure)
+    networks = "generator" + (" + discriminator" if weights.discriminator else "")
+    print(
+        f"wrote {args.destination}: {networks} from {weights.format} checkpoint {weights.path} "
+        f"(width {weights.model.width}, align_corners {weights.model.align_corners}, "
+        f"structure inputs '{weights.structure}')"
+    )
+    return 0
+
+
+@_command
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from ctsdg import benchmarks
+
+    parser = sub.add_parser(
+        "bench",
+        help="benchmarks: model, data, train, infer (minimum of several runs; --json)",
+        description="Speed measurements; each target prints a line, or JSON with --json.",
+    )
+    benchmarks.add_subcommands(parser)
+    parser.set_defaults(run=benchmarks.run)

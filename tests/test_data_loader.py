@@ -209,7 +209,7 @@ def test_skip_count_is_shared_by_workers(tmp_path: Path) -> None:
 def test_throughput_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
-    from ctsdg import bench_data
+    from ctsdg.benchmarks import data as bench_data
 
     result = bench_data.measure_throughput(4, image_size=64, warmup=1)
     assert result["samples"] == 4 and result["samples_per_s"] > 0

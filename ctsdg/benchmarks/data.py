@@ -5,8 +5,7 @@ demo photographs, a free-form mask, the gray image and Canny edges, tensor conve
 in the calling process, without DataLoader overhead, so the figure is per worker; a DataLoader
 with N workers delivers about N times as much on N free cores.
 
-The ``bench`` command's owner registers this module: ``add_arguments(parser)`` declares the
-options of ``ctsdg bench data``, ``run(args)`` runs it.
+``run(args)`` runs ``ctsdg bench data`` (options declared in `ctsdg.benchmarks`).
 """
 
 from __future__ import annotations
@@ -70,19 +69,6 @@ def measure_throughput(
         "image_size": [image_size, image_size],
         "structure": structure,
     }
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ctsdg bench data``."""
-    parser.add_argument("--samples", type=int, default=200, help="samples to time (default 200)")
-    parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
-    parser.add_argument(
-        "--structure",
-        choices=("correct", "authors"),
-        default="correct",
-        help="structure-input convention (default correct)",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:

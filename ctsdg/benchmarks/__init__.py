@@ -1,0 +1,61 @@
+"""Benchmarks behind ``ctsdg bench TARGET``: model, data, train, infer.
+
+This module only declares the command-line options (it imports nothing heavy); each target's
+module does the measuring and printing in its ``run(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+
+def _add_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default="all", help="all (CPU, and CUDA when present), cpu, cuda or cuda:N"
+    )
+    parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
+    parser.add_argument("--width", type=int, default=64, help="base width (default 64)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs; the minimum is kept")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="also time the authors' formulation (full-width masks, per-image attention)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per device")
+
+
+def _add_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--samples", type=int, default=200, help="samples to time (default 200)")
+    parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
+    parser.add_argument(
+        "--structure",
+        choices=("correct", "authors"),
+        default="correct",
+        help="structure-input convention (default correct)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+# target -> (help, option declarer, module with run(args))
+TARGETS = {
+    "model": (
+        "generator forward (batch 1) and forward+backward (batch 2) time",
+        _add_model,
+        "ctsdg.benchmarks.model",
+    ),
+    "data": ("data-loading samples/s per worker (demo data, Canny included)", _add_data,
+             "ctsdg.benchmarks.data"),
+}  # fmt: skip
+
+
+def add_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Register ``model``, ``data``, ... under ``ctsdg bench``."""
+    sub = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+    for name, (help_text, declare, _) in TARGETS.items():
+        declare(sub.add_parser(name, help=help_text, description=help_text))
+
+
+def run(args: argparse.Namespace) -> int:
+    return importlib.import_module(TARGETS[args.target][2]).run(args)

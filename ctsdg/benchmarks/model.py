@@ -1,0 +1,155 @@
+"""Generator speed: ``ctsdg bench model``.
+
+Forward time at batch 1 (eval mode, no gradients) and forward+backward time at batch 2 (train
+mode, gradients of the three outputs), 256x256 by default, minimum of several runs. With
+``--reference`` the same weights also run the reference formulation (the authors' full-width
+mask convolutions and per-image attention loop), so the speed-up is measured in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from typing import Any
+
+import torch
+
+from ctsdg.benchmarks.reference import reference_copy
+from ctsdg.models import Generator, generator_inputs
+from ctsdg.runtime import resolve_device, time_min, tune_cpu_allocator
+
+
+def synthetic_batch(batch: int, size: int, device: torch.device, seed: int = 0):
+    """Deterministic (image, edge, gray, mask) with a rectangular and a scattered hole region."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
+    edge = (torch.rand(batch, 1, size, size, generator=g) > 0.9).float()
+    gray = torch.rand(batch, 1, size, size, generator=g)
+    mask = torch.ones(batch, 1, size, size)
+    mask[..., size // 4 : size // 2, size // 3 : 3 * size // 4] = 0
+    mask *= (torch.rand(batch, 1, size, size, generator=g) > 0.1).float()
+    return [t.to(device) for t in (image, edge, gray, mask)]
+
+
+def _memory_format(tensors, channels_last: bool):
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return [t.contiguous(memory_format=fmt) for t in tensors]
+
+
+def time_generator(
+    generator: Generator, device: torch.device, size: int, repeats: int, channels_last: bool
+) -> dict[str, float]:
+    """``forward_ms`` (batch 1, eval) and ``forward_backward_ms`` (batch 2, train)."""
+    if channels_last:
+        generator = generator.to(memory_format=torch.channels_last)
+    one = _memory_format(generator_inputs(*synthetic_batch(1, size, device)), channels_last)
+    two = _memory_format(generator_inputs(*synthetic_batch(2, size, device, 1)), channels_last)
+
+    def forward() -> None:
+        with torch.no_grad():
+            generator(*one)
+
+    def forward_backward() -> None:
+        out = generator(*two)
+        sum(o.mean() for o in out).backward()
+        generator.zero_grad(set_to_none=True)
+
+    generator.eval()
+    forward_ms = time_min(forward, device, repeats)
+    generator.train()
+    forward_backward_ms = time_min(forward_backward, device, repeats)
+    return {
+        "forward_ms": round(forward_ms, 1),
+        "forward_backward_ms": round(forward_backward_ms, 1),
+    }
+
+
+def measure(
+    device: torch.device,
+    *,
+    size: int = 256,
+    width: int = 64,
+    repeats: int = 5,
+    channels_last: bool = False,
+    reference: bool = False,
+) -> dict[str, Any]:
+    """Time the generator (and optionally its reference formulation) on one device."""
+    torch.manual_seed(0)
+    generator = Generator(width=width).to(device)
+    result: dict[str, Any] = {
+        "device": str(device),
+        "device_name": _device_name(device),
+        "size": size,
+        "width": width,
+        "channels_last": channels_last,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    result.update(time_generator(generator, device, size, repeats, channels_last))
+    if reference:
+        ref = time_generator(reference_copy(generator), device, size, repeats, channels_last)
+        result["reference_forward_ms"] = ref["forward_ms"]
+        result["reference_forward_backward_ms"] = ref["forward_backward_ms"]
+        result["speedup_forward"] = round(ref["forward_ms"] / result["forward_ms"], 2)
+        result["speedup_forward_backward"] = round(
+            ref["forward_backward_ms"] / result["forward_backward_ms"], 2
+        )
+    return result
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def devices_for(name: str) -> list[torch.device]:
+    """``all``: the CPU, and the GPU when there is one; otherwise one named device."""
+    if name == "all":
+        found = [torch.device("cpu")]
+        if torch.cuda.is_available():
+            found.append(torch.device("cuda"))
+        return found
+    return [resolve_device(name)]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``ctsdg bench model`` and print the result."""
+    from ctsdg.errors import InputError
+
+    if args.size % 128 or args.size < 128:
+        raise InputError(f"--size {args.size}: must be a multiple of 128")
+    if args.repeats < 1 or args.width < 1:
+        raise InputError("--repeats and --width must be at least 1")
+    tuned = tune_cpu_allocator()
+    for device in devices_for(args.device):
+        result = measure(
+            device, size=args.size, width=args.width, repeats=args.repeats,
+            channels_last=args.channels_last, reference=args.reference,
+        )  # fmt: skip
+        result["allocator_tuned"] = tuned
+        if args.json:
+            print(json.dumps(result), flush=True)
+            continue
+        line = (
+            f"generator {args.size}x{args.size} width {args.width} on {device} "
+            f"({result['device_name']}, {result['threads']} threads): "
+            f"forward {result['forward_ms']:.1f} ms (batch 1), "
+            f"forward+backward {result['forward_backward_ms']:.1f} ms (batch 2)"
+        )
+        if args.reference:
+            line += (
+                f"; reference {result['reference_forward_ms']:.1f} / "
+                f"{result['reference_forward_backward_ms']:.1f} ms "
+                f"(x{result['speedup_forward']} / x{result['speedup_forward_backward']})"
+            )
+        print(line, flush=True)
+    return 0

@@ -1,0 +1,319 @@
+"""Load CTSDG weights from any file a user has, detecting the format from the file itself.
+
+Accepted:
+
+- a run folder of this project (its newest training checkpoint is taken);
+- this project's training checkpoint (``.pt``) or weights file (``.safetensors``);
+- the authors' PyTorch checkpoint: ``torch.save`` of ``{"n_iter", "generator",
+  "discriminator"}`` with their parameter names (a bare generator state dict also works);
+- the MindSpore model-zoo port's ``generator_XXXXXX.ckpt`` / ``discriminator_XXXXXX.ckpt``,
+  read without MindSpore. A generator file picks up its ``discriminator_XXXXXX.ckpt`` sibling.
+
+Nothing is unpickled beyond tensors and plain containers (``torch.load(weights_only=True)``).
+Weights from the authors' code and from the port were trained on the authors' corrupted
+structure inputs, so they report the ``authors`` convention; the port's generator also needs
+``align_corners=True`` upsampling, which `ModelConfig` records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ctsdg.checkpoints import mindspore
+from ctsdg.checkpoints.authors import authors_state_to_ours
+from ctsdg.checkpoints.native import (
+    CHECKPOINT_FORMAT,
+    STRUCTURE_CONVENTIONS,
+    WEIGHTS_FORMAT,
+    ModelConfig,
+    latest_checkpoint,
+    save_weights,
+)
+from ctsdg.errors import InputError
+from ctsdg.models import Discriminator, Generator
+
+ACCEPTED = (
+    "a ctsdg run folder, training checkpoint (.pt) or weights file (.safetensors), "
+    "the authors' PyTorch checkpoint (.pth), or a MindSpore model-zoo checkpoint (.ckpt)"
+)
+_AUTHORS_GENERATOR_KEY = "ec_texture_1.conv.weight"
+_AUTHORS_DISCRIMINATOR_KEY = "texture_branch.conv1.0.weight_orig"
+_TORCH_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOL_2 = b"\x80\x02"  # torch's legacy (pre-1.6) serialisation starts with a pickle
+
+
+@dataclass
+class LoadedWeights:
+    """Weights read from a file, in this project's parameter names.
+
+    Attributes:
+        path: the file actually read (a run folder resolves to its newest checkpoint).
+        format: "ctsdg-checkpoint", "ctsdg-weights", "authors" or "mindspore".
+        model: how to rebuild the networks.
+        structure: the structure-input convention the weights were trained with.
+        generator, discriminator: state dicts, or None when the file holds no such network.
+        extra: other entries of a training checkpoint (iteration, config, ...).
+    """
+
+    path: Path
+    format: str
+    model: ModelConfig
+    structure: str
+    generator: dict[str, torch.Tensor] | None
+    discriminator: dict[str, torch.Tensor] | None
+    extra: dict = field(default_factory=dict)
+
+    def build_generator(self, device: str | torch.device = "cpu") -> Generator:
+        """The generator with these weights, in eval mode, on ``device``."""
+        if self.generator is None:
+            raise InputError(f"{self.path}: holds no generator weights")
+        net = Generator(width=self.model.width, align_corners=self.model.align_corners)
+        _load_into(net, self.generator, self.path, "generator")
+        return net.to(device).eval()
+
+    def build_discriminator(self, device: str | torch.device = "cpu") -> Discriminator:
+        """The discriminator with these weights, in eval mode, on ``device``."""
+        if self.discriminator is None:
+            hint = ""
+            if self.format == "mindspore":
+                hint = " (pass the port's discriminator_XXXXXX.ckpt)"
+            raise InputError(f"{self.path}: holds no discriminator weights{hint}")
+        net = Discriminator(width=_discriminator_width(self.discriminator, self.model))
+        _load_into(net, self.discriminator, self.path, "discriminator")
+        return net.to(device).eval()
+
+
+def _discriminator_width(state: dict[str, torch.Tensor], model: ModelConfig) -> int:
+    weight = state.get("texture_branch.convs.0.weight_orig")
+    return int(weight.shape[0]) if weight is not None else model.width
+
+
+def _load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} ({', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} ({', '.join(unexpected[:3])})")
+    if wrong:
+        problems.append(f"wrong shape {len(wrong)} ({', '.join(wrong[:2])})")
+    if problems:
+        raise InputError(f"{path}: {what} weights do not fit the model: " + "; ".join(problems))
+    net.load_state_dict(state)
+
+
+def load_weights(path: str | os.PathLike[str]) -> LoadedWeights:
+    """Read weights from any accepted file or run folder (see the module docstring)."""
+    path = Path(path)
+    if path.is_dir():
+        path = latest_checkpoint(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found; expected {ACCEPTED}")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith((_TORCH_ZIP_MAGIC, _PICKLE_PROTOCOL_2)):
+        return _from_torch_file(path)
+    if _looks_like_safetensors(head):
+        return _from_safetensors(path)
+    if mindspore.looks_like_mindspore_checkpoint(path):
+        return _from_mindspore(path)
+    raise InputError(f"{path}: not a checkpoint format ctsdg reads; expected {ACCEPTED}")
+
+
+def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Generator:
+    """The generator of any accepted checkpoint, in eval mode on ``device``."""
+    return load_weights(path).build_generator(device)
+
+
+def load_discriminator(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> Discriminator:
+    """The discriminator of any accepted checkpoint, in eval mode on ``device``."""
+    return load_weights(path).build_discriminator(device)
+
+
+def convert(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    structure: str | None = None,
+) -> LoadedWeights:
+    """Write this project's weights file from any accepted source.
+
+    ``structure`` overrides the recorded structure-input convention (default: the source's).
+    """
+    weights = load_weights(source)
+    if structure is not None:
+        if structure not in STRUCTURE_CONVENTIONS:
+            raise InputError(f"structure must be one of {STRUCTURE_CONVENTIONS}, got {structure!r}")
+        weights.structure = structure
+    # Building the networks validates every name and shape before anything is written.
+    if weights.generator is not None:
+        weights.build_generator()
+    if weights.discriminator is not None:
+        weights.build_discriminator()
+    if weights.generator is None:
+        raise InputError(f"{weights.path}: holds no generator; nothing to convert")
+    save_weights(
+        destination,
+        model=weights.model,
+        structure=weights.structure,
+        generator=weights.generator,
+        discriminator=weights.discriminator,
+        source=f"{weights.format}:{weights.path.name}",
+    )
+    return weights
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def _looks_like_safetensors(head: bytes) -> bool:
+    if len(head) < 9:
+        return False
+    header_size = int.from_bytes(head[:8], "little")
+    return 0 < header_size < 100_000_000 and head[8:9] == b"{"
+
+
+def _from_torch_file(path: Path) -> LoadedWeights:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise InputError(
+            f"{path}: refusing to unpickle Python objects beyond tensors ({first}); "
+            f"expected {ACCEPTED}"
+        ) from None
+    except Exception as err:
+        raise InputError(f"{path}: unreadable PyTorch file ({err}); expected {ACCEPTED}") from None
+    if not isinstance(data, dict):
+        raise InputError(
+            f"{path}: holds a {type(data).__name__}, not a checkpoint; expected {ACCEPTED}"
+        )
+    if data.get("format") == CHECKPOINT_FORMAT:
+        return _from_training_checkpoint(path, data)
+    generator = data.get("generator") if isinstance(data.get("generator"), dict) else None
+    discriminator = data.get("discriminator")
+    discriminator = discriminator if isinstance(discriminator, dict) else None
+    if generator is None and _AUTHORS_GENERATOR_KEY in data:
+        generator = data  # a bare state dict of the authors' generator
+    if _has_key(generator, _AUTHORS_GENERATOR_KEY) or _has_key(
+        discriminator, _AUTHORS_DISCRIMINATOR_KEY
+    ):
+        return _authors(path, generator, discriminator, data.get("n_iter"))
+    keys = ", ".join(list(map(str, data))[:5])
+    raise InputError(
+        f"{path}: a PyTorch file but not a CTSDG checkpoint (keys: {keys}); expected {ACCEPTED}"
+    )
+
+
+def _has_key(state: dict | None, key: str) -> bool:
+    return state is not None and any(k.removeprefix("module.") == key for k in state)
+
+
+def _authors(
+    path: Path, generator: dict | None, discriminator: dict | None, n_iter
+) -> LoadedWeights:
+    ours_g = authors_state_to_ours(generator, "generator") if generator else None
+    ours_d = authors_state_to_ours(discriminator, "discriminator") if discriminator else None
+    width = 64
+    if ours_g is not None and "texture_encoder.0.conv.weight" in ours_g:
+        width = int(ours_g["texture_encoder.0.conv.weight"].shape[0])
+    extra = {"iteration": int(n_iter)} if isinstance(n_iter, int) else {}
+    return LoadedWeights(
+        path, "authors", ModelConfig(width, align_corners=False), "authors", ours_g, ours_d, extra
+    )
+
+
+def _from_training_checkpoint(path: Path, data: dict) -> LoadedWeights:
+    structure = data.get("structure", "correct")
+    if structure not in STRUCTURE_CONVENTIONS:
+        raise InputError(f"{path}: unknown structure convention {structure!r}")
+    extra = {k: data[k] for k in ("iteration", "stage", "config") if k in data}
+    return LoadedWeights(
+        path,
+        CHECKPOINT_FORMAT,
+        ModelConfig.from_dict(data.get("model", {}), path),
+        structure,
+        data.get("generator"),
+        data.get("discriminator"),
+        extra,
+    )
+
+
+def _from_safetensors(path: Path) -> LoadedWeights:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+    except (SafetensorError, OSError) as err:
+        raise InputError(f"{path}: unreadable safetensors file ({err})") from None
+    if metadata.get("format") != WEIGHTS_FORMAT:
+        raise InputError(
+            f"{path}: a safetensors file without ctsdg metadata "
+            f"(format={metadata.get('format')!r}); write one with 'ctsdg convert'"
+        )
+    try:
+        model = ModelConfig.from_dict(json.loads(metadata["model"]), path)
+    except (KeyError, json.JSONDecodeError):
+        raise InputError(f"{path}: weights file metadata has no readable model config") from None
+    structure = metadata.get("structure", "correct")
+    if structure not in STRUCTURE_CONVENTIONS:
+        raise InputError(f"{path}: unknown structure convention {structure!r}")
+    generator = {
+        k.removeprefix("generator."): v for k, v in tensors.items() if k.startswith("generator.")
+    }
+    discriminator = {
+        k.removeprefix("discriminator."): v
+        for k, v in tensors.items()
+        if k.startswith("discriminator.")
+    }
+    return LoadedWeights(
+        path,
+        WEIGHTS_FORMAT,
+        model,
+        structure,
+        generator or None,
+        discriminator or None,
+        {"source": metadata.get("source", "")},
+    )
+
+
+_MINDSPORE_NAME = re.compile(r"(generator|discriminator)(.*)\.ckpt")
+
+
+def _from_mindspore(path: Path) -> LoadedWeights:
+    states: dict[str, dict[str, torch.Tensor]] = {}
+    arrays = mindspore.read_mindspore_checkpoint(path)
+    network = mindspore.detect_mindspore_network(arrays, source=str(path))
+    states[network] = mindspore.mindspore_state_to_authors(arrays, network, source=str(path))
+    # generator_XXXXXX.ckpt and discriminator_XXXXXX.ckpt are saved side by side.
+    m = _MINDSPORE_NAME.fullmatch(path.name)
+    if m:
+        other = "discriminator" if network == "generator" else "generator"
+        sibling = path.with_name(f"{other}{m[2]}.ckpt")
+        if sibling.is_file():
+            arrays = mindspore.read_mindspore_checkpoint(sibling)
+            if mindspore.detect_mindspore_network(arrays, source=str(sibling)) == other:
+                states[other] = mindspore.mindspore_state_to_authors(
+                    arrays, other, source=str(sibling)
+                )
+    loaded = _authors(path, states.get("generator"), states.get("discriminator"), None)
+    loaded.format = "mindspore"
+    loaded.model = ModelConfig(loaded.model.width, align_corners=True)
+    return loaded
