@@ -207,15 +207,12 @@ def test_skip_count_is_shared_by_workers(tmp_path: Path) -> None:
 
 
 def test_throughput_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
-
     from ctsdg.benchmarks import data as bench_data
+    from ctsdg.cli import main
 
     result = bench_data.measure_throughput(4, image_size=64, warmup=1)
     assert result["samples"] == 4 and result["samples_per_s"] > 0
-    parser = argparse.ArgumentParser()
-    bench_data.add_arguments(parser)
-    assert bench_data.run(parser.parse_args(["--samples", "3", "--size", "64", "--json"])) == 0
+    assert main(["bench", "data", "--samples", "3", "--size", "64", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["image_size"] == [64, 64] and printed["ms_per_sample"] > 0
 
