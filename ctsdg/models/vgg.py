@@ -72,7 +72,7 @@ class VGG16Features(nn.Module):
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         model = cls()
-        wanted = model.features.state_dict()
+        wanted = model.state_dict()
         if not isinstance(state, dict) or not all(k in state for k in wanted):
             missing = [k for k in wanted if not isinstance(state, dict) or k not in state]
             raise InputError(
@@ -85,7 +85,7 @@ class VGG16Features(nn.Module):
                     f"{path}: {key} has shape {tuple(state[key].shape)}, "
                     f"expected {tuple(tensor.shape)} (VGG16)"
                 )
-        model.features.load_state_dict({k: state[k] for k in wanted})
+        model.load_state_dict({k: state[k] for k in wanted})
         return model
 
     @classmethod
