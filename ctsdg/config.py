@@ -104,6 +104,8 @@ class Config:
     method: Literal["ctsdg", "telea", "ns"] = "ctsdg"
     eval_limit: int = 0  # evaluate only the first N images (0: all)
     verbose_step: int = 1000
+    lpips_weights: str = ""  # LPIPS VGG linear layers (lpips' vgg.pth, v0.1); with pretrained_vgg
+    inpaint_radius: int = 5  # neighbourhood radius of the OpenCV baselines (method telea / ns)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -132,6 +134,10 @@ class Config:
         for key in ("gen_lr_train", "gen_lr_finetune", "dis_lr_multiplier", "sigma"):
             if not getattr(self, key) > 0:
                 raise InputError(f"config key {key}: must be > 0, got {getattr(self, key)}")
+        if self.inpaint_radius < 1:
+            raise InputError(
+                f"config key inpaint_radius: must be at least 1, got {self.inpaint_radius}"
+            )
         height, width = self.image_load_size
         if height % 128 or width % 128 or height < 128 or width < 128:
             raise InputError(
