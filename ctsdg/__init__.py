@@ -23,12 +23,14 @@ _EXPORTS = {
     "load_discriminator": "ctsdg.checkpoints",
     "load_weights": "ctsdg.checkpoints",
     "convert": "ctsdg.checkpoints",
+    "Inpainter": "ctsdg.inference",
 }
 
 __all__ = [
     "Discriminator",
     "Generator",
     "GeneratorOutput",
+    "Inpainter",
     "VGG16Features",
     "__version__",
     "convert",
@@ -39,6 +41,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ctsdg.checkpoints import convert, load_discriminator, load_generator, load_weights
+    from ctsdg.inference import Inpainter
     from ctsdg.models import Discriminator, Generator, GeneratorOutput, VGG16Features
 
 
