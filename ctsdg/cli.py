@@ -196,58 +196,6 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 @_command
-def _add_eval(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "eval",
-        help="PSNR / SSIM / L1 (LPIPS) per hole-ratio bucket, as papers report; OpenCV baselines",
-        description=(
-            "Evaluate a checkpoint (method=ctsdg) or an OpenCV baseline (method=telea or ns) on "
-            "the evaluation split: every image scored on its composite and bucketed by its own "
-            "hole ratio. Prints the seed's PSNR/SSIM block and a table of 10%% buckets; writes "
-            "metrics.json and metrics.md into output_path (composites too), or beside the "
-            "checkpoint. Structure inputs follow the checkpoint unless structure= is given here."
-        ),
-    )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="YAML config, or the name of a shipped one (default: only the overrides)",
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. checkpoint_path=run/ dataset=demo test_batch_size=8",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=_run_eval)
-
-
-def _run_eval(args: argparse.Namespace) -> int:
-    from ctsdg.config import load_config, parse_overrides, resolve_config_path
-    from ctsdg.evaluation import evaluate, full_table, seed_block
-
-    overrides = parse_overrides(args.overrides)
-    path = resolve_config_path(args.config) if args.config else None
-    config = load_config(path, overrides)
-    # Only a structure= typed on this command line overrides the checkpoint's convention; a
-    # config file's structure key says what new training uses.
-    explicit = config.structure if "structure" in overrides else None
-    if explicit is None and path is not None and config.method == "ctsdg":
-        import yaml
-
-        if "structure" in (yaml.safe_load(path.read_text()) or {}):
-            print(f"note: {path}'s structure key (for training) is not used; the checkpoint's "
-                  "convention is (add structure=correct|authors here to force one)")  # fmt: skip
-    result = evaluate(config, structure=explicit, progress=not args.no_progress)
-    print(seed_block(result))
-    print()
-    print(full_table(result))
-    print(f"wrote {result.output_dir / 'metrics.json'} and metrics.md")
-    return 0
-
-
-@_command
 def _add_inpaint(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "inpaint",
