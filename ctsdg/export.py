@@ -1,0 +1,281 @@
+"""``ctsdg export``: the generator as ONNX or TorchScript, checked against PyTorch after writing.
+
+Inputs (all float32, batch dimension dynamic, H = W = ``size``):
+
+- ``image`` (B, 3, H, W): ``image * mask``, the image in [-1, 1] with its holes zeroed;
+- ``structure`` (B, 2, H, W): ``cat(edge * mask, gray * mask)``, edges in {0, 1}, gray in [0, 1];
+- ``mask`` (B, 1, H, W): 1 on known pixels, 0 on holes.
+
+Outputs: ``output`` (B, 3, H, W) in [-1, 1], ``projected_image`` (B, 3, H, W),
+``projected_edge`` (B, 1, H, W). Compose ``image * mask + output * (1 - mask)`` yourself.
+
+The metadata says how to feed the model: the ONNX file's ``metadata_props`` and the TorchScript
+archive's ``ctsdg.json`` extra file hold the model config (width, ``align_corners``), the
+structure-input convention, the input size and the conventions above.
+
+ONNX is written by PyTorch's TorchScript-based exporter (``dynamo=False``, opset 18). The
+dynamo exporter would need the ``onnxscript`` package, and opset 18 is the first with
+``Col2Im``, which the attention's ``F.fold`` becomes. PyTorch's own ``col2im`` symbolic reads
+the static rank of the output size, which is unknown when the size is traced from the input's
+shape, so a symbolic that knows ``F.fold`` is two-dimensional is registered for the export.
+ONNX Runtime runs every operator of the graph (``Col2Im`` included) on its CPU provider.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from ctsdg.errors import InputError
+from ctsdg.models import Generator
+
+Format = Literal["onnx", "torchscript"]
+FORMATS: tuple[Format, ...] = ("onnx", "torchscript")
+INPUT_NAMES = ("image", "structure", "mask")
+OUTPUT_NAMES = ("output", "projected_image", "projected_edge")
+OPSET = 18
+TOLERANCE = 1e-4  # fp32: the exported graph computes the same operations
+METADATA_FILE = "ctsdg.json"
+
+
+class ExportMismatchError(RuntimeError):
+    """The exported model's outputs differ from PyTorch's by more than the tolerance."""
+
+
+@dataclass
+class ExportResult:
+    """What ``export`` wrote and how closely it matches PyTorch."""
+
+    path: Path
+    format: Format
+    max_abs_diff: float
+    batch_sizes: tuple[int, ...]
+    metadata: dict[str, str]
+
+
+def random_inputs(batch: int, size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Plausible generator inputs ``(image, structure, mask)`` on the CPU, reproducible.
+
+    A rectangular hole plus scattered hole pixels; image in [-1, 1], edges in {0, 1}, gray in
+    [0, 1], all zeroed under the holes as the generator expects.
+    """
+    from ctsdg.models import generator_inputs
+
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
+    edge = (torch.rand(batch, 1, size, size, generator=g) > 0.9).float()
+    gray = torch.rand(batch, 1, size, size, generator=g)
+    mask = (torch.rand(batch, 1, size, size, generator=g) > 0.1).float()
+    mask[..., size // 4 : size // 2, size // 3 : 3 * size // 4] = 0
+    return generator_inputs(image, edge, gray, mask)
+
+
+def export_metadata(weights: Any, size: int, source: str) -> dict[str, str]:
+    """String metadata recorded in the exported file (see the module docstring)."""
+    from ctsdg import __version__
+
+    return {
+        "producer": f"ctsdg {__version__}",
+        "model": json.dumps(weights.model.to_dict()),
+        "structure": weights.structure,
+        "image_size": json.dumps([size, size]),
+        "inputs": "image=image*mask (B,3,H,W) in [-1,1]; structure=cat(edge*mask, gray*mask) "
+        "(B,2,H,W); mask (B,1,H,W) 1=known 0=hole",
+        "outputs": "output (B,3,H,W) in [-1,1]; projected_image (B,3,H,W); projected_edge "
+        "(B,1,H,W) in [0,1]; composite = image*mask + output*(1-mask)",
+        "source": source,
+    }
+
+
+@contextlib.contextmanager
+def _col2im_symbolic() -> Iterator[None]:
+    """Register an opset-18 ``aten::col2im`` symbolic that does not need a static output rank."""
+    from torch.onnx import symbolic_helper
+
+    @symbolic_helper.parse_args("v", "v", "v", "is", "is", "is")
+    def col2im(g, columns, output_size, kernel_size, dilation, padding, stride):  # type: ignore[no-untyped-def]
+        # F.fold always passes explicit two-element dilation / padding / stride lists.
+        pads = [p for p in padding for _ in range(2)]  # ONNX: begin and end per axis
+        return g.op(
+            "Col2Im",
+            columns,
+            output_size,
+            kernel_size,
+            dilations_i=dilation,
+            pads_i=pads,
+            strides_i=stride,
+        )
+
+    torch.onnx.register_custom_op_symbolic("aten::col2im", col2im, OPSET)
+    try:
+        yield
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::col2im", OPSET)
+
+
+@contextlib.contextmanager
+def _quiet_tracing() -> Iterator[None]:
+    # The generator's input-size check is a Python branch the tracer warns about; exporting
+    # fixes the size anyway (the batch stays dynamic).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def write_onnx(
+    generator: Generator, path: Path, size: int, metadata: dict[str, str], opset: int = OPSET
+) -> None:
+    """Export ``generator`` (CPU, eval) to ONNX with a dynamic batch axis and metadata."""
+    import onnx
+
+    if opset < OPSET:
+        raise InputError(f"--opset {opset}: Col2Im (the attention's fold) needs opset >= {OPSET}")
+    example = random_inputs(1, size)
+    dynamic = {name: {0: "batch"} for name in INPUT_NAMES + OUTPUT_NAMES}
+    with _quiet_tracing(), _col2im_symbolic(), torch.no_grad():
+        torch.onnx.export(
+            generator,
+            example,
+            str(path),
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            dynamo=False,
+        )
+    model = onnx.load(str(path))
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def write_torchscript(
+    generator: Generator, path: Path, size: int, metadata: dict[str, str]
+) -> None:
+    """Trace ``generator`` (CPU, eval) to TorchScript; metadata in the ``ctsdg.json`` extra file."""
+    with _quiet_tracing(), torch.no_grad():
+        traced = torch.jit.trace(generator, random_inputs(1, size), check_trace=False)
+        torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
+
+
+def max_difference(
+    path: Path, fmt: Format, generator: Generator, size: int, batch_sizes: tuple[int, ...]
+) -> float:
+    """Largest absolute difference of any output between the exported model and PyTorch."""
+    worst = 0.0
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+        def run(inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+            feed = {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs, strict=True)}
+            return [torch.from_numpy(o) for o in session.run(list(OUTPUT_NAMES), feed)]
+    else:
+        module = torch.jit.load(str(path), map_location="cpu")
+
+        def run(inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+            return list(module(*inputs))
+
+    with torch.no_grad():
+        for batch in batch_sizes:
+            inputs = random_inputs(batch, size, seed=batch)
+            expected = generator(*inputs)
+            got = run(inputs)
+            for e, g in zip(expected, got, strict=True):
+                if e.shape != g.shape:
+                    raise ExportMismatchError(
+                        f"{path}: batch {batch} gave shape {tuple(g.shape)}, PyTorch "
+                        f"{tuple(e.shape)}"
+                    )
+                worst = max(worst, float((e - g).abs().max()))
+    return worst
+
+
+def export(
+    checkpoint: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    fmt: Format = "onnx",
+    *,
+    size: int = 256,
+    opset: int = OPSET,
+    structure: str | None = None,
+    batch_sizes: tuple[int, ...] = (1, 2),
+    tolerance: float = TOLERANCE,
+) -> ExportResult:
+    """Export a checkpoint's generator and check it against PyTorch on random inputs.
+
+    Args:
+        checkpoint: any checkpoint `ctsdg.load_weights` accepts.
+        output: the file to write.
+        fmt: ``"onnx"`` or ``"torchscript"``.
+        size: input height and width (a multiple of 128; 256 for the published models).
+        opset: ONNX opset (>= 18).
+        structure: record this structure-input convention instead of the checkpoint's.
+        batch_sizes: batch sizes the check runs (two sizes show the batch axis is dynamic).
+        tolerance: largest accepted absolute difference.
+
+    Raises:
+        InputError: bad arguments or checkpoint. ExportMismatchError: the exported model
+        differs from PyTorch by more than ``tolerance`` (the file is left for inspection).
+    """
+    from ctsdg.checkpoints import load_weights
+
+    if fmt not in FORMATS:
+        raise InputError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if size < 128 or size % 128:
+        raise InputError(f"--size {size}: the generator needs a multiple of 128")
+    weights = load_weights(checkpoint)
+    if structure is not None:
+        weights.structure = structure
+    generator = weights.build_generator("cpu")
+    metadata = export_metadata(weights, size, f"{weights.format}:{weights.path.name}")
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "onnx":
+        write_onnx(generator, path, size, metadata, opset)
+    else:
+        write_torchscript(generator, path, size, metadata)
+    diff = max_difference(path, fmt, generator, size, batch_sizes)
+    if not diff <= tolerance:
+        raise ExportMismatchError(
+            f"{path}: the exported model differs from PyTorch by up to {diff:.3g} (tolerance "
+            f"{tolerance:g}); the file is left for inspection"
+        )
+    return ExportResult(path, fmt, diff, batch_sizes, metadata)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ctsdg metadata of an exported ONNX file or TorchScript archive."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        return {p.key: p.value for p in model.metadata_props}
+    files = {METADATA_FILE: ""}
+    torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    return json.loads(files[METADATA_FILE])
+
+
+__all__ = [
+    "FORMATS",
+    "INPUT_NAMES",
+    "OUTPUT_NAMES",
+    "ExportMismatchError",
+    "ExportResult",
+    "export",
+    "random_inputs",
+    "read_metadata",
+]
