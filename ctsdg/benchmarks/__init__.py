@@ -38,6 +38,22 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _add_infer(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default="all", help="all (CPU, and CUDA when present), cpu, cuda or cuda:N"
+    )
+    parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
+    parser.add_argument("--width", type=int, default=64, help="base width (default 64)")
+    parser.add_argument("--batch", type=int, default=8, help="throughput batch (default 8)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs; the minimum is kept")
+    parser.add_argument(
+        "--backends",
+        default="eager,compiled,onnxruntime",
+        help="comma list of eager, compiled (torch.compile), onnxruntime (default: all three)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
 # target -> (help, option declarer, module with run(args))
 TARGETS = {
     "model": (
@@ -47,15 +63,23 @@ TARGETS = {
     ),
     "data": ("data-loading samples/s per worker (demo data, Canny included)", _add_data,
              "ctsdg.benchmarks.data"),
+    "infer": ("inference ms/image (batch 1) and images/s (batch 8): eager, torch.compile, "
+              "ONNX Runtime", _add_infer, "ctsdg.benchmarks.infer"),
 }  # fmt: skip
+DEFAULT_TARGET = "infer"  # what plain `ctsdg bench` runs
 
 
 def add_subcommands(parser: argparse.ArgumentParser) -> None:
-    """Register ``model``, ``data``, ... under ``ctsdg bench``."""
-    sub = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+    """Register ``model``, ``data``, ... under ``ctsdg bench`` (no target: ``infer``)."""
+    sub = parser.add_subparsers(dest="target", metavar="TARGET")
     for name, (help_text, declare, _) in TARGETS.items():
         declare(sub.add_parser(name, help=help_text, description=help_text))
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.target is None:  # plain `ctsdg bench`: the default target with its defaults
+        defaults = argparse.ArgumentParser()
+        TARGETS[DEFAULT_TARGET][1](defaults)
+        args = defaults.parse_args([], argparse.Namespace(**vars(args)))
+        args.target = DEFAULT_TARGET
     return importlib.import_module(TARGETS[args.target][2]).run(args)
