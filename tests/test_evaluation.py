@@ -123,10 +123,8 @@ def test_baseline_figures_do_not_depend_on_batch_size(tmp_path: Path) -> None:
 
 def test_telea_and_ns_give_plausible_figures(tmp_path: Path) -> None:
     for method in ("telea", "ns"):
-        evaluation = quiet_eval(
-            config(method=method, eval_limit=14, test_batch_size=7, output_path=str(tmp_path)),
-            progress=False, echo=lambda _: None,
-        )  # fmt: skip
+        cfg = config(method=method, eval_limit=14, test_batch_size=7, output_path=str(tmp_path))
+        evaluation = quiet_eval(cfg)
         buckets = evaluation.buckets
         assert all(math.isfinite(r.psnr) and 0 < r.ssim <= 1 for r in evaluation.images)
         # free-form demo masks: sample i is in 10 % bucket i mod 7
@@ -138,11 +136,10 @@ def test_telea_and_ns_give_plausible_figures(tmp_path: Path) -> None:
 
 def test_reports_and_composites(tmp_path: Path, weights_file: Path) -> None:
     out = tmp_path / "out"
-    evaluation = evaluate(
-        config(checkpoint_path=str(weights_file), eval_limit=7, test_batch_size=3,
-               output_path=str(out)),
-        progress=False, echo=lambda _: None,
-    )  # fmt: skip
+    cfg = config(
+        checkpoint_path=str(weights_file), eval_limit=7, test_batch_size=3, output_path=str(out)
+    )
+    evaluation = quiet_eval(cfg)
     assert evaluation.output_dir == out
     report = json.loads((out / "metrics.json").read_text())
     assert report["format"] == "ctsdg-eval" and report["images"] == 7
@@ -165,11 +162,7 @@ def test_reports_and_composites(tmp_path: Path, weights_file: Path) -> None:
 
 def test_model_figures_do_not_depend_on_batch_size(weights_file: Path) -> None:
     runs = [
-        evaluate(
-            config(
-                checkpoint_path=str(weights_file), eval_limit=5, test_batch_size=b, output_path=""
-            )
-        )
+        quiet_eval(config(checkpoint_path=str(weights_file), eval_limit=5, test_batch_size=b))
         for b in (1, 5)
     ]
     for a, b in zip(runs[0].images, runs[1].images, strict=True):
@@ -186,10 +179,7 @@ def test_run_folder_reports_into_the_run_and_explicit_structure_wins(tmp_path: P
     state = {"model": {"width": 8, "align_corners": False}, "structure": "correct",
              "generator": Generator(width=8).state_dict(), "iteration": 10}  # fmt: skip
     save_training_checkpoint(run / "checkpoints" / "checkpoint_0000010.pt", state)
-    evaluation = evaluate(
-        config(checkpoint_path=str(run), eval_limit=2), structure="authors", progress=False,
-        echo=lambda _: None,
-    )  # fmt: skip
+    evaluation = quiet_eval(config(checkpoint_path=str(run), eval_limit=2), structure="authors")
     assert evaluation.output_dir == run / "eval" / "checkpoint_0000010-demo"
     assert evaluation.settings["structure"] == "authors"
     assert evaluation.settings["structure_reason"] == "set explicitly"
