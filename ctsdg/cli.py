@@ -143,6 +143,65 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=benchmarks.run)
 
 
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        required=True,
+        metavar="FILE",
+        help="YAML config, or the name of a shipped one (celeba, places2, paris_streetview, demo)",
+    )
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. batch_size=8"
+    )
+
+
+def _load_config(args: argparse.Namespace):
+    from ctsdg.config import load_config, resolve_config_path
+
+    return load_config(resolve_config_path(args.config), args.overrides)
+
+
+@_command
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="train CTSDG (stage 1, finetune, or both; torchrun for several GPUs)",
+        description=(
+            "Train with the seed's two-stage schedule. Defaults, then --config FILE, then "
+            "KEY=VALUE overrides. Under torchrun every process trains a shard of the data with "
+            "DistributedDataParallel. SIGINT/SIGTERM save a checkpoint; resume=auto continues."
+        ),
+    )
+    _add_config_arguments(parser)
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve the config, check the data, print the plan, and stop",
+    )
+    parser.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    if args.dry_run:
+        from ctsdg.data import dataset_from_config
+        from ctsdg.training.trainer import resume_path, stage_plan
+
+        print(config.to_yaml(), end="")
+        train_set = dataset_from_config(config, "train")
+        print(f"# {len(train_set)} training images; stages {stage_plan(config)}; "
+              f"resume from {resume_path(config)}")  # fmt: skip
+        return 0
+    from ctsdg.training import NonFiniteLossError, train
+
+    try:
+        result = train(config)
+    except NonFiniteLossError as err:
+        print(f"ctsdg: error: {err}", file=sys.stderr)
+        return 1
+    return 0 if result.status == "finished" else 130
+
+
 @_command
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(

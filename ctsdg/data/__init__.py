@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     # datasets
     "build_dataset": "datasets",
+    "dataset_from_config": "datasets",
     "InpaintingDataset": "datasets",
     "FileImages": "datasets",
     "read_partition": "datasets",
@@ -82,6 +83,7 @@ __all__ = [
     "build_loader",
     "celeba_files",
     "collate",
+    "dataset_from_config",
     "demo_photo",
     "free_form_holes",
     "gray_to_holes",
@@ -117,6 +119,7 @@ if TYPE_CHECKING:
         InpaintingDataset,
         build_dataset,
         celeba_files,
+        dataset_from_config,
         read_partition,
     )
     from ctsdg.data.demo import HELD_OUT_PHOTOS, TRAIN_PHOTOS, DemoImages, demo_photo

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from ctsdg.data.masks import ALL_BUCKETS, FreeFormMasks, MaskFiles, RatioRange
 from ctsdg.data.skipping import SkipRegistry
 from ctsdg.data.structure import STRUCTURES, Structure, structure_inputs
 from ctsdg.errors import InputError
+
+if TYPE_CHECKING:
+    from ctsdg.config import Config
 
 Kind = Literal["celeba", "folder", "demo"]
 Split = Literal["train", "val", "test"]
@@ -445,4 +448,45 @@ def build_dataset(
         structure=structure,
         seed=seed,
         limit=None if train else limit,
+    )
+
+
+def dataset_from_config(
+    config: Config,
+    split: Split,
+    *,
+    structure: Structure | None = None,
+    limit: int | None = None,
+    mask_ratio_range: Sequence[float] | None = None,
+) -> InpaintingDataset:
+    """`build_dataset` with the run config's keys (the seed's names).
+
+    Training uses ``data_root``, ``train_masks_root``, ``anno_train_index`` and
+    ``mask_ratio_range``; ``val`` and ``test`` use ``eval_data_root`` (default ``data_root``),
+    ``eval_masks_root`` and, for CelebA, partition 1 (val) or ``anno_eval_index`` (test).
+    ``structure`` overrides the config's structure-input convention.
+    """
+    train = split == "train"
+    root = config.data_root if train else (config.eval_data_root or config.data_root)
+    masks = config.train_masks_root if train else config.eval_masks_root
+    if config.dataset == "celeba":
+        partition = {"train": config.anno_train_index, "val": 1, "test": config.anno_eval_index}
+    else:
+        partition = {}
+    ratio_range = mask_ratio_range
+    if ratio_range is None and train and not masks:
+        ratio_range = config.mask_ratio_range
+    return build_dataset(
+        config.dataset,
+        split,
+        data_root=root or None,
+        anno_path=config.anno_path or None,
+        masks_root=masks or None,
+        image_size=config.image_load_size,
+        sigma=config.sigma,
+        structure=structure or config.structure,
+        partition=partition.get(split),
+        mask_ratio_range=ratio_range,
+        limit=limit,
+        seed=config.seed,
     )

@@ -1,0 +1,306 @@
+"""Training: schedule, logs and files, exact resume, stopping, and two-process DDP on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from ctsdg.checkpoints import list_checkpoints, load_weights
+from ctsdg.cli import main
+from ctsdg.config import load_config, shipped_config
+from ctsdg.errors import InputError
+from ctsdg.training import NonFiniteLossError, train
+from ctsdg.training.trainer import learning_rates, set_train_mode, stage_at, stage_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A few seconds of CPU per run: width 8, 128 x 128, batch 2, no worker processes.
+TINY = {
+    "dataset": "demo",
+    "width": 8,
+    "image_load_size": [128, 128],
+    "batch_size": 2,
+    "pretrained_vgg": "random",
+    "num_parallel_workers": 0,
+    "log_frequency_step": 1,
+    "save_checkpoint_steps": 2,
+    "sample_every": 0,
+    "tensorboard": False,
+    "progress": False,
+}
+
+
+def _config(tmp_path: Path, **overrides):
+    return load_config(overrides={**TINY, "save_path": str(tmp_path / "run"), **overrides})
+
+
+def _state(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def _assert_same(a, b, path: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=path)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            _assert_same(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def test_stage_plan_and_learning_rates() -> None:
+    config = load_config(overrides={"train_iter": 3, "finetune_iter": 2})
+    plan = stage_plan(config)
+    assert plan == [("train", 3), ("finetune", 2)]
+    assert [stage_at(i, plan) for i in range(5)] == ["train"] * 3 + ["finetune"] * 2
+    assert learning_rates(config, "train") == (2e-4, pytest.approx(2e-5))
+    # The finetune rate is gen_lr_finetune (the MindSpore port kept 2e-4).
+    assert learning_rates(config, "finetune") == (5e-5, pytest.approx(5e-6))
+    assert stage_plan(load_config(overrides={"stage": "finetune", "finetune_iter": 2})) == [
+        ("finetune", 2)
+    ]
+
+
+@pytest.mark.parametrize("scope", ["encoder", "all"])
+def test_finetune_freezes_the_chosen_batchnorm(scope: str) -> None:
+    from ctsdg.models import Generator
+
+    generator = Generator(width=8)
+    set_train_mode(generator, "finetune", scope)
+    encoder_bn = [m for m in generator.texture_encoder.modules() if "BatchNorm" in type(m).__name__]
+    decoder_bn = [m for m in generator.texture_decoder.modules() if "BatchNorm" in type(m).__name__]
+    assert encoder_bn and not any(m.training for m in encoder_bn)
+    assert all(m.training for m in decoder_bn) == (scope == "encoder")
+    assert generator.training
+    set_train_mode(generator, "train", scope)
+    assert all(m.training for m in generator.modules())
+
+
+# --------------------------------------------------------------------------- a short run
+
+
+def test_run_writes_logs_checkpoints_and_samples(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path, train_iter=3, finetune_iter=2, sample_every=2, keep_checkpoint_max=2,
+        tensorboard=True, finetune_freeze_bn="encoder",
+    )  # fmt: skip
+    result = train(config)
+    run = Path(config.save_path)
+    assert result.status == "finished" and result.iteration == 5
+    lines = (run / "log.txt").read_text().splitlines()
+    pattern = re.compile(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d iter: (\d+), loss_g: [\d.]+, loss_d: [\d.]+, "
+        r"step time: \d+\.\d\d ms"
+    )
+    assert [int(m[1]) for line in lines if (m := pattern.fullmatch(line))] == [1, 2, 3, 4, 5]
+    assert any("stage finetune" in line for line in lines)
+    # keep_checkpoint_max=2: iterations 4 and 5 remain (2 was pruned).
+    assert [i for i, _ in list_checkpoints(run)] == [4, 5]
+    final = _state(result.checkpoint)
+    assert final["iteration"] == 5 and final["stage"] == "finetune"
+    assert final["config"] == config.to_dict()
+    assert load_config(run / "config.yaml").to_dict() == config.to_dict()
+    assert final["optimizer_g"]["param_groups"][0]["lr"] == pytest.approx(config.gen_lr_finetune)
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "iter_0000002.png", "iter_0000004.png",
+    ]  # fmt: skip
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    # The checkpoint is a user-facing file too.
+    weights = load_weights(run)
+    assert weights.structure == "correct" and weights.extra["iteration"] == 5
+
+
+def test_finetune_keeps_encoder_statistics(tmp_path: Path) -> None:
+    config = _config(tmp_path, train_iter=1, finetune_iter=2, save_checkpoint_steps=1)
+    train(config)
+    run = Path(config.save_path)
+    after_train, after_finetune = (
+        _state(run / "checkpoints" / f"checkpoint_000000{i}.pt")["generator"] for i in (1, 3)
+    )
+    enc = "texture_encoder.1.bn.running_mean"
+    dec = "texture_decoder.0.bn.running_mean"
+    torch.testing.assert_close(after_train[enc], after_finetune[enc], atol=0, rtol=0)
+    assert not torch.equal(after_train[dec], after_finetune[dec])
+
+
+def test_resume_is_exact(tmp_path: Path) -> None:
+    straight = train(_config(tmp_path / "a", train_iter=3, finetune_iter=1))
+    first = _config(tmp_path / "b", train_iter=2, finetune_iter=0)
+    train(first)
+    resumed = train(_config(tmp_path / "b", train_iter=3, finetune_iter=1, resume="auto"))
+    assert resumed.iteration == 4
+    a, b = _state(straight.checkpoint), _state(resumed.checkpoint)
+    for key in ("generator", "discriminator", "optimizer_g", "optimizer_d", "scaler", "rng"):
+        _assert_same(a[key], b[key], key)
+    assert straight.digest == resumed.digest
+
+
+def test_resume_auto_with_nothing_starts_fresh_and_bad_paths_fail(tmp_path: Path) -> None:
+    result = train(_config(tmp_path, train_iter=1, finetune_iter=0, resume="auto"))
+    assert result.iteration == 1
+    with pytest.raises(InputError, match="not found"):
+        train(_config(tmp_path, train_iter=2, finetune_iter=0, resume=str(tmp_path / "x.pt")))
+
+
+def test_non_finite_loss_stops_without_saving(tmp_path: Path, monkeypatch) -> None:
+    from ctsdg import losses
+
+    real = losses.generator_loss_terms
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            terms["style"] = terms["style"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(losses, "generator_loss_terms", poisoned)
+    config = _config(tmp_path, train_iter=5, finetune_iter=0, save_checkpoint_steps=1)
+    with pytest.raises(NonFiniteLossError, match=r"iteration 3: .*g_style"):
+        train(config)
+    saved = list_checkpoints(config.save_path)
+    assert [i for i, _ in saved] == [1, 2]
+    state = _state(saved[-1][1])
+    assert all(
+        torch.isfinite(t).all() for t in state["generator"].values() if t.is_floating_point()
+    )
+    assert "loss term(s) g_style not finite" in (Path(config.save_path) / "log.txt").read_text()
+
+
+def test_pretrained_weights_must_fit(tmp_path: Path) -> None:
+    first = train(_config(tmp_path / "a", train_iter=1, finetune_iter=0))
+    with pytest.raises(InputError, match="width=8"):
+        train(_config(tmp_path / "b", width=16, train_iter=1, pretrained=str(first.checkpoint)))
+    result = train(
+        _config(tmp_path / "c", stage="finetune", finetune_iter=1, pretrained=str(first.checkpoint))
+    )
+    assert result.iteration == 1
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_train_and_errors(tmp_path: Path, capsys) -> None:
+    args = [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in TINY.items()]
+    save = f"save_path={tmp_path / 'run'}"
+    assert main(["train", "--config", "demo", *args, save, "train_iter=1", "finetune_iter=0"]) == 0
+    assert main(["train", "--config", "demo", *args, save, "--dry-run"]) == 0
+    assert "training images" in capsys.readouterr().out
+    assert main(["train", "--config", "demo", "bogus_key=1"]) == 2
+    assert "unknown config key 'bogus_key'" in capsys.readouterr().err
+    assert main(["train", "--config", "celeba", "data_root=/nonexistent/celeba", "--dry-run"]) == 2
+    assert "/nonexistent/celeba" in capsys.readouterr().err
+
+
+def test_shipped_configs_load() -> None:
+    for name in ("celeba", "places2", "paris_streetview", "demo"):
+        config = load_config(shipped_config(name))
+        assert config.batch_size >= 1
+    celeba = load_config(shipped_config("celeba"))
+    assert (celeba.gen_lr_train, celeba.gen_lr_finetune, celeba.batch_size) == (2e-4, 5e-5, 6)
+    assert (celeba.train_iter, celeba.finetune_iter, celeba.seed) == (350_000, 150_000, 42)
+
+
+def _cli_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def _tiny_args(tmp_path: Path, **extra) -> list[str]:
+    values = {**TINY, "save_path": str(tmp_path / "run"), **extra}
+    return [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in values.items()]
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "ctsdg",
+        "train",
+        "--config",
+        "demo",
+        *_tiny_args(tmp_path, train_iter=10_000, finetune_iter=0, save_checkpoint_steps=10_000),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=_cli_env(), cwd=tmp_path)  # fmt: skip
+    for line in proc.stdout:
+        if "iter: 2," in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, output
+    saved = list_checkpoints(tmp_path / "run")
+    assert len(saved) == 1 and 2 <= saved[0][0] < 10_000
+    assert "resume=auto" in output
+    result = train(_config(tmp_path, train_iter=saved[0][0] + 1, finetune_iter=0, resume="auto"))
+    assert result.iteration == saved[0][0] + 1
+
+
+# --------------------------------------------------------------------------- DDP on CPU
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, tmp: str, queue) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+        WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    result = train(_config(Path(tmp), train_iter=3, finetune_iter=1, device="cpu"))
+    queue.put((rank, result.digest, result.indices_seen, result.iteration))
+
+
+def test_two_process_gloo_training(tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    queue, port = ctx.Queue(), _free_port()
+    procs = [
+        ctx.Process(target=_ddp_worker, args=(rank, 2, port, str(tmp_path), queue))
+        for rank in range(2)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    results = sorted(queue.get(timeout=10) for _ in procs)
+    (_, digest0, seen0, it0), (_, digest1, seen1, it1) = results
+    assert it0 == it1 == 4
+    assert digest0 == digest1  # identical replicas after 4 steps
+    assert len(seen0) == len(seen1) == 8 and not set(seen0) & set(seen1)  # disjoint shards
+    # Only rank 0 wrote files.
+    assert [i for i, _ in list_checkpoints(tmp_path / "run")] == [2, 4]
+
+
+def test_torchrun_launch(tmp_path: Path) -> None:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "ctsdg", "train",
+           "--config", "demo", *_tiny_args(tmp_path, train_iter=2, finetune_iter=0)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_cli_env(), cwd=tmp_path,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "on 2 x cpu" in done.stdout
+    assert done.stdout.count("iter: 2, loss_g") == 1  # rank 0 alone logs
+    assert [i for i, _ in list_checkpoints(tmp_path / "run")] == [2]
