@@ -272,7 +272,7 @@ def opencv_inpaint(batch: Batch, method: str, radius: int) -> torch.Tensor:
     images = _to_uint8(batch.image)
     holes = (batch.mask[:, 0] < 0.5).cpu().numpy().astype(np.uint8) * 255
     out = np.stack([cv2.inpaint(im, h, radius, flag) for im, h in zip(images, holes, strict=True)])
-    tensor = torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255 * 2 - 1
+    tensor = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().float() / 255 * 2 - 1
     return tensor.to(batch.image.device)
 
 
