@@ -183,7 +183,8 @@ def max_difference(
             feed = {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs, strict=True)}
             return [torch.from_numpy(o) for o in session.run(list(OUTPUT_NAMES), feed)]
     else:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with _quiet_tracing():  # torch.jit.load is deprecated in favour of torch.export
+            module = torch.jit.load(str(path), map_location="cpu")
 
         def run(inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
             return list(module(*inputs))
@@ -265,7 +266,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         model = onnx.load(str(path), load_external_data=False)
         return {p.key: p.value for p in model.metadata_props}
     files = {METADATA_FILE: ""}
-    torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    with _quiet_tracing():
+        torch.jit.load(str(path), map_location="cpu", _extra_files=files)
     return json.loads(files[METADATA_FILE])
 
 
