@@ -8,6 +8,7 @@ functions, so ``ctsdg --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -29,9 +30,21 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging() -> None:
+    """ctsdg's own warnings and notes on stderr, one line each."""
+    logger = logging.getLogger("ctsdg")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("ctsdg: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
+    _configure_logging()
     run: Runner = args.run
     try:
         return int(run(args) or 0)

@@ -144,6 +144,11 @@ class Config:
                 f"config key image_load_size: {list(self.image_load_size)} must be multiples of "
                 "128 (seven stride-2 levels), e.g. [256, 256]"
             )
+        if self.batch_size * (height // 128) * (width // 128) < 2:
+            raise InputError(
+                f"config key batch_size: 1 at {height}x{width} leaves the generator's 1x1 "
+                "bottleneck a single value per channel; BatchNorm training needs batch_size >= 2"
+            )
         low, high = self.mask_ratio_range
         if not 0 <= low < high <= 1:
             raise InputError(

@@ -100,7 +100,8 @@ def test_finetune_freezes_the_chosen_batchnorm(scope: str) -> None:
 def test_run_writes_logs_checkpoints_and_samples(tmp_path: Path) -> None:
     config = _config(
         tmp_path, train_iter=3, finetune_iter=2, sample_every=2, keep_checkpoint_max=2,
-        tensorboard=True, finetune_freeze_bn="encoder",
+        tensorboard=True, finetune_freeze_bn="encoder", val_every=4, val_samples=3,
+        test_batch_size=2,
     )  # fmt: skip
     result = train(config)
     run = Path(config.save_path)
@@ -112,6 +113,8 @@ def test_run_writes_logs_checkpoints_and_samples(tmp_path: Path) -> None:
     )
     assert [int(m[1]) for line in lines if (m := pattern.fullmatch(line))] == [1, 2, 3, 4, 5]
     assert any("stage finetune" in line for line in lines)
+    validation = [line for line in lines if "validation on 3 images: PSNR" in line]
+    assert len(validation) == 1 and validation[0].startswith("iter: 4,")
     # keep_checkpoint_max=2: iterations 4 and 5 remain (2 was pruned).
     assert [i for i, _ in list_checkpoints(run)] == [4, 5]
     final = _state(result.checkpoint)

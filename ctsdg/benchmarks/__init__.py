@@ -38,6 +38,23 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _add_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=6, help="batch size (default 6)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
+    parser.add_argument("--width", type=int, default=64, help="base width (default 64)")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast dtype"
+    )
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both networks")
+    parser.add_argument(
+        "--reference", action="store_true", help="the generator's reference formulation instead"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed iterations (minimum kept)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def _add_infer(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="all", help="all (CPU, and CUDA when present), cpu, cuda or cuda:N"
@@ -63,6 +80,8 @@ TARGETS = {
     ),
     "data": ("data-loading samples/s per worker (demo data, Canny included)", _add_data,
              "ctsdg.benchmarks.data"),
+    "train": ("one training iteration (G and D steps, VGG losses): step_ms", _add_train,
+              "ctsdg.benchmarks.train"),
     "infer": ("inference ms/image (batch 1) and images/s (batch 8): eager, torch.compile, "
               "ONNX Runtime", _add_infer, "ctsdg.benchmarks.infer"),
 }  # fmt: skip
