@@ -679,3 +679,12 @@ def test_package_import_is_light_and_exports_resolve() -> None:
     for name in ctsdg.data.__all__:
         assert getattr(ctsdg.data, name) is not None
     assert set(ctsdg.data.__all__) == set(ctsdg.data._EXPORTS)
+
+
+def test_folder_listing_survives_a_symlink_loop(tmp_path: Path) -> None:
+    from ctsdg.data import list_images
+
+    (tmp_path / "a").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "a" / "x.png")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path, target_is_directory=True)
+    assert [p.name for p in list_images(tmp_path)] == ["x.png"]

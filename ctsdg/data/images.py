@@ -51,7 +51,13 @@ def list_images(root: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> lis
     """
     suffixes = tuple(e.lower() for e in extensions)
     found: list[Path] = []
+    visited: set[str] = set()  # real paths: a symbolic link back up the tree is walked once
     for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:
+            dirs[:] = []
+            continue
+        visited.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found.extend(
             Path(folder, f) for f in files if not f.startswith(".") and f.lower().endswith(suffixes)
