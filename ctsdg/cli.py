@@ -332,6 +332,8 @@ def _run_inpaint(args: argparse.Namespace) -> int:
             if len(jobs) == 1 or not had_holes:
                 note = "" if had_holes else " (empty mask: copied unchanged)"
                 print(f"wrote {job.output}{note}")
+    if len(jobs) > 1:
+        print(f"wrote {len(jobs)} images under {args.output}")
     return 0
 
 

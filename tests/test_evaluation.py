@@ -121,6 +121,24 @@ def test_baseline_figures_do_not_depend_on_batch_size(tmp_path: Path) -> None:
     assert [r.index for r in runs[1].images] == list(range(14))  # deterministic order
 
 
+def test_workers_and_bf16_give_the_same_figures(
+    weights_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the baselines' default report folder is ./eval/
+    base = quiet_eval(config(method="telea", eval_limit=6, test_batch_size=2))
+    workers = quiet_eval(
+        config(method="telea", eval_limit=6, test_batch_size=2, num_parallel_workers=2)
+    )
+    assert base.output_dir == Path("eval/telea-demo")
+    assert [(r.index, r.psnr) for r in base.images] == [(r.index, r.psnr) for r in workers.images]
+    fp32, bf16 = (
+        quiet_eval(config(checkpoint_path=str(weights_file), eval_limit=3, precision=p))
+        for p in ("fp32", "bf16")
+    )
+    for a, b in zip(fp32.images, bf16.images, strict=True):
+        assert math.isfinite(b.psnr) and abs(a.psnr - b.psnr) < 1.0
+
+
 def test_telea_and_ns_give_plausible_figures(tmp_path: Path) -> None:
     for method in ("telea", "ns"):
         cfg = config(method=method, eval_limit=14, test_batch_size=7, output_path=str(tmp_path))
