@@ -294,7 +294,11 @@ def _add_inpaint(sub: argparse._SubParsersAction) -> None:
         help="resize the whole image to the model's size, or crop around each hole region; "
         "auto: crop for images over twice the model's size with local holes (default)",
     )
-    parser.add_argument("--size", type=int, default=256, help="model input side (default 256)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="model input side (default: the training size a ctsdg checkpoint records, else 256)",
+    )
     parser.add_argument(
         "--structure",
         choices=("authors", "correct"),
@@ -326,7 +330,8 @@ def _run_inpaint(args: argparse.Namespace) -> int:
         )  # fmt: skip
         print(
             f"inpainting {len(jobs)} image(s) with {args.checkpoint} on {inpainter.device} "
-            f"('{inpainter.structure}' structure inputs, strategy {args.strategy})"
+            f"({inpainter.size}x{inpainter.size} model input, '{inpainter.structure}' structure "
+            f"inputs, strategy {args.strategy})"
         )
         for job, had_holes in run_jobs(inpainter, jobs):
             if len(jobs) == 1 or not had_holes:
@@ -358,7 +363,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="default: from the extension of FILE (.onnx, else torchscript)",
     )
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
-    parser.add_argument("--size", type=int, default=256, help="input side (default 256)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="input side (default: the training size a ctsdg checkpoint records, else 256)",
+    )
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     parser.add_argument(
         "--structure",
@@ -382,7 +391,7 @@ def _run_export(args: argparse.Namespace) -> int:
         return 1
     batches = " and ".join(str(b) for b in result.batch_sizes)
     print(
-        f"wrote {result.path} ({fmt}, {args.size}x{args.size}, structure inputs "
+        f"wrote {result.path} ({fmt}, {result.size}x{result.size}, structure inputs "
         f"'{result.metadata['structure']}'); max |exported - PyTorch| = "
         f"{result.max_abs_diff:.3g} at batch {batches}"
     )

@@ -56,6 +56,7 @@ class ExportResult:
 
     path: Path
     format: Format
+    size: int
     max_abs_diff: float
     batch_sizes: tuple[int, ...]
     metadata: dict[str, str]
@@ -209,7 +210,7 @@ def export(
     output: str | os.PathLike[str],
     fmt: Format = "onnx",
     *,
-    size: int = 256,
+    size: int | None = None,
     opset: int = OPSET,
     structure: str | None = None,
     batch_sizes: tuple[int, ...] = (1, 2),
@@ -221,7 +222,8 @@ def export(
         checkpoint: any checkpoint `ctsdg.load_weights` accepts.
         output: the file to write.
         fmt: ``"onnx"`` or ``"torchscript"``.
-        size: input height and width (a multiple of 128; 256 for the published models).
+        size: input height and width, a multiple of 128; None: the training size a ctsdg
+            training checkpoint records, else 256 (the published models).
         opset: ONNX opset (>= 18).
         structure: record this structure-input convention instead of the checkpoint's.
         batch_sizes: batch sizes the check runs (two sizes show the batch axis is dynamic).
@@ -232,12 +234,14 @@ def export(
         differs from PyTorch by more than ``tolerance`` (the file is left for inspection).
     """
     from ctsdg.checkpoints import load_weights
+    from ctsdg.inference import trained_size
 
     if fmt not in FORMATS:
         raise InputError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-    if size < 128 or size % 128:
+    if size is not None and (size < 128 or size % 128):
         raise InputError(f"--size {size}: the generator needs a multiple of 128")
     weights = load_weights(checkpoint)
+    size = size or trained_size(weights)
     if structure is not None:
         weights.structure = structure
     generator = weights.build_generator("cpu")
@@ -254,7 +258,7 @@ def export(
             f"{path}: the exported model differs from PyTorch by up to {diff:.3g} (tolerance "
             f"{tolerance:g}); the file is left for inspection"
         )
-    return ExportResult(path, fmt, diff, batch_sizes, metadata)
+    return ExportResult(path, fmt, size, diff, batch_sizes, metadata)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -119,14 +119,16 @@ class Inpainter:
         device: str | torch.device = "cpu",
         strategy: Strategy = "auto",
         *,
-        size: int = 256,
+        size: int | None = None,
         structure: str | None = None,
         precision: str = "fp32",
     ) -> Inpainter:
         """An inpainter from any checkpoint `ctsdg.load_weights` accepts.
 
-        ``structure`` None uses the convention recorded in the checkpoint (``authors`` for the
-        authors' and MindSpore checkpoints); ``device`` may be ``"auto"``.
+        ``size`` None uses the training size a ctsdg training checkpoint records
+        (``image_load_size``), else 256. ``structure`` None uses the convention recorded in the
+        checkpoint (``authors`` for the authors' and MindSpore checkpoints); ``device`` may be
+        ``"auto"``.
         """
         from ctsdg.checkpoints import load_weights
         from ctsdg.runtime import resolve_device
@@ -136,7 +138,7 @@ class Inpainter:
         return cls(
             generator,
             structure=structure or weights.structure,
-            size=size,
+            size=size or trained_size(weights),
             strategy=strategy,
             precision=precision,
         )
@@ -257,6 +259,15 @@ class Inpainter:
             unit = ((up[0] + 1) / 2).clamp(0, 1).mul(255).round().to(torch.uint8)
             filled.append(unit.permute(1, 2, 0).cpu().numpy())
         return filled
+
+
+def trained_size(weights: Any, default: int = 256) -> int:
+    """The square side a checkpoint was trained at, if it records one (training checkpoints)."""
+    config = weights.extra.get("config")
+    hw = config.get("image_load_size") if isinstance(config, dict) else None
+    if isinstance(hw, (list, tuple)) and len(hw) == 2 and hw[0] == hw[1] and int(hw[0]) > 0:
+        return int(hw[0])
+    return default
 
 
 # --------------------------------------------------------------------------- geometry

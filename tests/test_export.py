@@ -108,6 +108,17 @@ def test_cli_export_prints_the_difference_and_fails_on_mismatch(
     assert main([*args[:-1], "200"]) == 2  # not a multiple of 128
 
 
+def test_export_size_defaults_to_the_recorded_training_size(tmp_path: Path) -> None:
+    from ctsdg.checkpoints import save_training_checkpoint
+
+    state = {"model": {"width": 8, "align_corners": False}, "structure": "correct",
+             "generator": Generator(width=8).state_dict(),
+             "config": {"image_load_size": [128, 128]}}  # fmt: skip
+    path = save_training_checkpoint(tmp_path / "checkpoint_0000001.pt", state)
+    result = export(path, tmp_path / "g.pt", "torchscript")
+    assert result.size == 128 and json.loads(result.metadata["image_size"]) == [128, 128]
+
+
 # --------------------------------------------------------------------------- bench infer
 
 DOCUMENTED_KEYS = {

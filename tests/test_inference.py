@@ -260,3 +260,15 @@ def test_cli_unreadable_files_are_named(tmp_path: Path, weights_file: Path, caps
                "--checkpoint", weights_file)  # fmt: skip
     assert code == 2
     assert "missing.png" in capsys.readouterr().err
+
+
+def test_model_size_defaults_to_the_recorded_training_size(tmp_path: Path, weights_file) -> None:
+    from ctsdg.checkpoints import save_training_checkpoint
+
+    state = {"model": {"width": 8, "align_corners": False}, "structure": "correct",
+             "generator": Generator(width=8).state_dict(),
+             "config": {"image_load_size": [128, 128]}}  # fmt: skip
+    path = save_training_checkpoint(tmp_path / "checkpoint_0000001.pt", state)
+    inpainter = Inpainter.from_checkpoint(path)
+    assert inpainter.size == 128 and inpainter.structure == "correct"
+    assert Inpainter.from_checkpoint(weights_file).size == 256  # no record: the paper's size
