@@ -13,6 +13,7 @@ shard of the sample stream, losses are averaged over ranks for the log, and only
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import random
 import signal
@@ -477,6 +478,9 @@ def train(config: Config) -> TrainResult:
     try:
         return _train(config, ctx)
     finally:
+        # DDP's reducers hold the process group and can sit in reference cycles: free them
+        # before the group goes, or a gloo rank may abort at exit ("terminate called ...").
+        gc.collect()
         distributed.teardown()
 
 
