@@ -31,9 +31,10 @@ class RegionAffinityLearning(nn.Module):
         # Foreground patches as columns: (B, C*3*3, L), L = (H/rate)*(W/rate).
         patches = F.unfold(foreground, 3, padding=1)
         norms = torch.linalg.vector_norm(patches, dim=1, keepdim=True).clamp_min(1e-4)
-        # scores[b, p, q]: position p against normalised patch q. Softmax over q (last dim).
-        scores = torch.bmm(patches.transpose(1, 2), patches / norms)
-        attention = torch.softmax(scores * self.softmax_scale, dim=-1).clamp_min(1e-8)
+        # scores[b, p, q]: position p against normalised patch q, times the softmax scale (folded
+        # into the (C*9, L) operand instead of an extra pass over the (L, L) scores).
+        scores = torch.bmm(patches.transpose(1, 2), patches * (self.softmax_scale / norms))
+        attention = torch.softmax(scores, dim=-1).clamp_min(1e-8)  # over patches q
         # Background patches as columns: (B, C*k*k, L) with k = 2*rate, stride rate, padding 1.
         kernel = 2 * self.rate
         values = F.unfold(background, kernel, padding=1, stride=self.rate)
