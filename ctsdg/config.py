@@ -29,7 +29,7 @@ SEED_ONLY_KEYS = frozenset(
         "device_target", "device_num", "rank_id", "device_id", "is_distributed",
         "torch_pretrained_vgg", "file_format", "image_in_channels", "edge_in_channels",
         "out_channels", "enable_modelarts", "data_url", "train_url", "checkpoint_url",
-        "data_path", "load_path", "enable_profiling", "start_iter",
+        "data_path", "load_path", "enable_profiling", "start_iter", "verbose_step",
     }
 )  # fmt: skip
 
@@ -103,7 +103,6 @@ class Config:
     test_batch_size: int = 1
     method: Literal["ctsdg", "telea", "ns"] = "ctsdg"
     eval_limit: int = 0  # evaluate only the first N images (0: all)
-    verbose_step: int = 1000
     lpips_weights: str = ""  # LPIPS VGG linear layers (lpips' vgg.pth, v0.1); with pretrained_vgg
     inpaint_radius: int = 5  # neighbourhood radius of the OpenCV baselines (method telea / ns)
 
@@ -114,7 +113,7 @@ class Config:
         """Raise InputError naming the key for any value out of range."""
         positive = [
             "batch_size", "test_batch_size", "width", "log_frequency_step",
-            "save_checkpoint_steps", "keep_checkpoint_max", "val_samples", "verbose_step",
+            "save_checkpoint_steps", "keep_checkpoint_max", "val_samples",
         ]  # fmt: skip
         for key in positive:
             if getattr(self, key) < 1:
