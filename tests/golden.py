@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from functools import cache
 from pathlib import Path
 
@@ -16,7 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+# ../shared/reference beside the repository, or wherever CTSDG_REFERENCE points.
+REFERENCE = Path(
+    os.environ.get("CTSDG_REFERENCE")
+    or Path(__file__).resolve().parents[2] / "shared" / "reference"
+)
 GOLDEN = REFERENCE / "golden"
 
 requires_reference = pytest.mark.skipif(

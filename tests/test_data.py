@@ -31,8 +31,8 @@ from ctsdg.data import (
 )
 from ctsdg.data.structure import AUTHORS_LUT, authors_corruption
 from ctsdg.errors import InputError
+from tests.golden import REFERENCE
 
-REFERENCE = Path(__file__).parents[2] / "shared" / "reference"
 STRUCTURE_GOLDEN = REFERENCE / "golden" / "structure_inputs.npz"
 
 requires_structure_golden = pytest.mark.skipif(

@@ -22,8 +22,8 @@ import torch
 
 from ctsdg.checkpoints import mindspore as ms
 from ctsdg.errors import InputError
+from tests.golden import REFERENCE
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 NETWORKS = ("generator", "discriminator")
 
 
