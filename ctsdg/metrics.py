@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ctsdg.errors import InputError
+from ctsdg.models.vgg import load_vgg16_features, vgg16_features
 
 log = logging.getLogger(__name__)
 
@@ -139,26 +140,6 @@ def ssim(
 
 # --------------------------------------------------------------------------- LPIPS
 
-# torchvision's VGG16 `features` (configuration "D") up to relu5_3: widths, "M" = max-pool.
-_VGG16_TO_RELU5_3 = (
-    64,
-    64,
-    "M",
-    128,
-    128,
-    "M",
-    256,
-    256,
-    256,
-    "M",
-    512,
-    512,
-    512,
-    "M",
-    512,
-    512,
-    512,
-)
 # LPIPS taps the ReLU outputs relu1_2, relu2_2, relu3_3, relu4_3, relu5_3: features[:4], [4:9],
 # [9:16], [16:23], [23:30].
 _LPIPS_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
@@ -185,15 +166,7 @@ class LPIPS(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        channels = 3
-        for item in _VGG16_TO_RELU5_3:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU()]
-                channels = int(item)
-        self.features = nn.Sequential(*layers)
+        self.features = vgg16_features(_LPIPS_SLICES[-1][1])
         self.lins = nn.ParameterList(nn.Parameter(torch.zeros(1, c, 1, 1)) for c in _LPIPS_CHANNELS)
         self.register_buffer("shift", torch.tensor(_LPIPS_SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(_LPIPS_SCALE).view(1, 3, 1, 1), persistent=False)
@@ -204,14 +177,7 @@ class LPIPS(nn.Module):
     def from_files(cls, linear_path: str | Path, vgg_path: str | Path) -> LPIPS:
         """Load the LPIPS linear layers and torchvision's VGG16 weights (InputError if unfit)."""
         model = cls()
-        vgg = _load_state(Path(vgg_path), "VGG16 weights (torchvision's vgg16-397923af.pth)")
-        wanted = model.features.state_dict()
-        missing = [k for k in wanted if f"features.{k}" not in vgg]
-        if missing:
-            raise InputError(
-                f"{vgg_path}: not torchvision's VGG16 state dict (no features.{missing[0]})"
-            )
-        model.features.load_state_dict({k: vgg[f"features.{k}"] for k in wanted})
+        load_vgg16_features(model.features, vgg_path)
         lin = _load_state(
             Path(linear_path), "LPIPS linear-layer weights (the lpips package's vgg.pth)"
         )

@@ -171,7 +171,7 @@ def test_lpips_refuses_wrong_files(lpips_files, tmp_path) -> None:
     lin_path, vgg_path, _, _ = lpips_files
     with pytest.raises(InputError, match=r"missing\.pth: LPIPS"):
         LPIPS.from_files(tmp_path / "missing.pth", vgg_path)
-    with pytest.raises(InputError, match=r"lin\.pth: not torchvision's VGG16"):
+    with pytest.raises(InputError, match=r"lin\.pth: not a VGG16 state dict"):
         LPIPS.from_files(lin_path, lin_path)
     with pytest.raises(InputError, match=r"vgg16\.pth: not LPIPS VGG linear layers"):
         LPIPS.from_files(vgg_path, vgg_path)

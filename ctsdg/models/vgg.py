@@ -12,10 +12,80 @@ from ctsdg.errors import InputError
 
 log = logging.getLogger(__name__)
 
-# torchvision's VGG16 "D" configuration up to pool3; numbers are conv widths, "M" is max-pool.
-# Building `features` with the same indices lets vgg16-397923af.pth load under its own keys.
-_VGG16_TO_POOL3 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M")
+# torchvision's VGG16 (configuration "D") `features`: conv widths, "M" = max-pool. Building the
+# layers with torchvision's indices lets vgg16-397923af.pth load under its own keys.
+VGG16_CONFIG = (
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+)
 _SLICES = ((0, 5), (5, 10), (10, 17))  # features[:5] -> pool1, [5:10] -> pool2, [10:17] -> pool3
+
+
+def vgg16_features(stop: int) -> nn.Sequential:
+    """torchvision's ``vgg16().features[:stop]``, same layers and indices (ReLUs in place)."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for item in VGG16_CONFIG:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU(inplace=True)]
+            channels = int(item)
+    return nn.Sequential(*layers[:stop])
+
+
+def load_vgg16_features(features: nn.Sequential, path: str | Path) -> None:
+    """Fill ``features`` (from `vgg16_features`) with torchvision's ``vgg16-397923af.pth``.
+
+    The file is read with ``weights_only=True``; keys past ``features`` (``classifier.*``) and
+    layers beyond ``len(features)`` are ignored. Raises InputError for a missing file or a file
+    without the wanted VGG16 convolution weights.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            f"{path}: VGG16 weights not found; pass torchvision's vgg16-397923af.pth "
+            "(pretrained_vgg=PATH), or pretrained_vgg=random for tests and the demo"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise InputError(f"{path}: not a readable PyTorch VGG16 state dict ({err})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: expected a VGG16 state dict, got {type(state).__name__}")
+    state = {str(k).removeprefix("module."): v for k, v in state.items()}
+    wanted = {f"features.{k}": v for k, v in features.state_dict().items()}
+    missing = [k for k in wanted if k not in state]
+    if missing:
+        raise InputError(
+            f"{path}: not a VGG16 state dict; missing {', '.join(missing[:4])}"
+            + (" ..." if len(missing) > 4 else "")
+        )
+    for key, tensor in wanted.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise InputError(
+                f"{path}: {key} has shape {tuple(state[key].shape)}, "
+                f"expected {tuple(tensor.shape)} (VGG16)"
+            )
+    features.load_state_dict({k.removeprefix("features."): state[k] for k in wanted})
 
 
 class VGG16Features(nn.Module):
@@ -28,15 +98,7 @@ class VGG16Features(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        channels = 3
-        for item in _VGG16_TO_POOL3:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU(inplace=True)]
-                channels = int(item)
-        self.features = nn.Sequential(*layers)
+        self.features = vgg16_features(_SLICES[-1][1])
         self.requires_grad_(False)
         self.eval()
 
@@ -54,38 +116,9 @@ class VGG16Features(nn.Module):
 
     @classmethod
     def from_file(cls, path: str | Path) -> VGG16Features:
-        """Load torchvision's ``vgg16-397923af.pth`` (or any VGG16 state dict) as it is.
-
-        Keys past pool3 (``features.17`` on, ``classifier.*``) are ignored. Raises InputError for
-        a missing file or a file without the VGG16 convolution weights.
-        """
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(
-                f"{path}: VGG16 weights not found; pass torchvision's vgg16-397923af.pth "
-                "(pretrained_vgg=PATH), or pretrained_vgg=random for tests and the demo"
-            )
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise InputError(f"{path}: not a readable PyTorch VGG16 state dict ({err})") from None
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
+        """Load torchvision's ``vgg16-397923af.pth`` as it is (see `load_vgg16_features`)."""
         model = cls()
-        wanted = model.state_dict()
-        if not isinstance(state, dict) or not all(k in state for k in wanted):
-            missing = [k for k in wanted if not isinstance(state, dict) or k not in state]
-            raise InputError(
-                f"{path}: not a VGG16 state dict; missing {', '.join(missing[:4])}"
-                + (" ..." if len(missing) > 4 else "")
-            )
-        for key, tensor in wanted.items():
-            if tuple(state[key].shape) != tuple(tensor.shape):
-                raise InputError(
-                    f"{path}: {key} has shape {tuple(state[key].shape)}, "
-                    f"expected {tuple(tensor.shape)} (VGG16)"
-                )
-        model.load_state_dict({k: state[k] for k in wanted})
+        load_vgg16_features(model.features, path)
         return model
 
     @classmethod
