@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from ctsdg.config import Config
-from ctsdg.data import ALL_BUCKETS, Batch, build_dataset, build_loader
+from ctsdg.data import ALL_BUCKETS, Batch, build_loader, dataset_from_config
 from ctsdg.errors import InputError
 from ctsdg.metrics import LPIPS, composite, finite_mean, l1, psnr, ssim, to_unit
 
@@ -334,16 +334,10 @@ def evaluate(
             )
         lpips_net = LPIPS.from_files(cfg.lpips_weights, cfg.pretrained_vgg).to(device)
 
-    dataset = build_dataset(
-        cfg.dataset,
+    dataset = dataset_from_config(
+        cfg,
         "test",
-        data_root=cfg.eval_data_root or cfg.data_root or None,
-        anno_path=cfg.anno_path or None,
-        masks_root=cfg.eval_masks_root or None,
-        image_size=cfg.image_load_size,
-        sigma=cfg.sigma,
         structure=used,  # type: ignore[arg-type]
-        partition=cfg.anno_eval_index if cfg.dataset == "celeba" else None,
         limit=cfg.eval_limit or None,
     )
     loader = build_loader(
