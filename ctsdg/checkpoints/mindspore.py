@@ -470,108 +470,27 @@ class _Entry:
     source: str | None = None  # for an alias: the key it copies
 
 
-_BN_AUTHORS_ORDER = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
-_BN_MINDSPORE_ORDER = ("running_mean", "running_var", "weight", "bias")  # authors' leaf names
-
-
-def _bn(prefix: str, channels: int, mindspore_order: bool) -> list[_Entry]:
-    leaves = _BN_MINDSPORE_ORDER if mindspore_order else _BN_AUTHORS_ORDER
-    return [
-        _Entry(f"{prefix}.{leaf}", ())
-        if leaf == "num_batches_tracked"
-        else _Entry(f"{prefix}.{leaf}", (channels,))
-        for leaf in leaves
-    ]
-
-
-def _conv(prefix: str, out_ch: int, in_ch: int, kernel: int, bias: bool = True) -> list[_Entry]:
-    entries = [_Entry(f"{prefix}.weight", (out_ch, in_ch, kernel, kernel))]
-    if bias:
-        entries.append(_Entry(f"{prefix}.bias", (out_ch,)))
-    return entries
-
-
-def _generator_spec(mindspore_order: bool) -> list[_Entry]:
-    enc_out = (64, 128, 256, 512, 512, 512, 512)
-    kernels = (7, 5, 5, 3, 3, 3, 3)
-    entries: list[_Entry] = []
-    for stream, image_ch in (("texture", 3), ("structure", 2)):
-        for level in range(1, 8):  # partial-conv encoder, no bias, no BatchNorm on level 1
-            in_ch = image_ch if level == 1 else enc_out[level - 2]
-            prefix = f"ec_{stream}_{level}"
-            entries += _conv(f"{prefix}.conv", enc_out[level - 1], in_ch, kernels[level - 1], False)
-            if level > 1:
-                entries += _bn(f"{prefix}.bn", enc_out[level - 1], mindspore_order)
-        # Decoder level i upsamples level i+1 (or encoder 7) and concatenates encoder i-1 (or
-        # the input image and mask channels for level 1).
-        levels = range(1, 8) if mindspore_order else range(7, 0, -1)
-        for level in levels:
-            out_ch = enc_out[level - 2] if level > 1 else 64
-            below = enc_out[6] if level == 7 else (enc_out[level - 1] if level > 1 else 64)
-            skip = enc_out[level - 2] if level > 1 else image_ch
-            prefix = f"dc_{stream}_{level}"
-            entries += _conv(f"{prefix}.conv", out_ch, below + skip, 3, False)
-            entries += _bn(f"{prefix}.bn", out_ch, mindspore_order)
-    for stream, out_ch in (("structure", 1), ("texture", 3)):
-        prefix = f"{stream}_feature_projection"
-        resolver = f"{prefix}.{stream}_resolver"
-        entries += _conv(f"{resolver}.conv1", 16, 64, 3, False)
-        entries += _bn(f"{resolver}.bn1", 16, mindspore_order)
-        entries += _conv(f"{resolver}.conv2", 64, 16, 3, False)
-        entries += _bn(f"{resolver}.bn2", 64, mindspore_order)
-        entries += _conv(f"{prefix}.out_layer.0", out_ch, 64, 1)
-    entries += [_Entry("bigff.structure_gamma", (1,)), _Entry("bigff.texture_gamma", (1,))]
-    entries += _conv("bigff.structure_gate.0", 64, 128, 3)
-    entries += _conv("bigff.texture_gate.0", 64, 128, 3)
-    entries += _conv("fusion_layer1.0", 64, 128, 3)
-    for rate in range(4):
-        entries += _conv(f"cfa.msfa.dilated_conv_{rate}.0", 64, 64, 3)
-    entries += _conv("cfa.msfa.weight_calc.0", 64, 64, 3)
-    entries += _conv("cfa.msfa.weight_calc.2", 4, 64, 1)
-    entries += _conv("fusion_layer2.0", 64, 128, 3)
-    entries += _conv("out_layer.0", 3, 192, 1)
-    return entries
-
-
-def _spectral(prefix: str, out_ch: int, in_ch: int, kernel: int = 4) -> list[_Entry]:
-    return [
-        _Entry(f"{prefix}.weight_orig", (out_ch, in_ch, kernel, kernel)),
-        _Entry(f"{prefix}.weight_u", (out_ch,)),
-        _Entry(f"{prefix}.weight_v", (in_ch * kernel * kernel,)),
-    ]
-
-
-def _discriminator_spec(mindspore_order: bool) -> list[_Entry]:
-    entries: list[_Entry] = []
-    for branch, in_ch in (("texture", 3), ("structure", 2)):
-        prefix = f"{branch}_branch"
-        first = _spectral(f"{prefix}.conv1.0", 64, in_ch)
-        entries += first
-        if not mindspore_order:  # the authors register conv1 a second time as features[0]
-            entries += [
-                _Entry(e.name.replace(".conv1.0.", ".features.0."), e.shape, "alias", e.name)
-                for e in first
-            ]
-        for index, (out_ch, prev) in enumerate(((128, 64), (256, 128), (512, 256), (1, 512))):
-            entries += _spectral(f"{prefix}.conv{index + 2}.0", out_ch, prev)
-    entries += _conv("edge_detector.projection.0", 16, 3, 3)
-    entries += _bn("edge_detector.projection.1", 16, mindspore_order)
-    entries += _conv("edge_detector.res_layer.0", 16, 16, 3)
-    entries += _bn("edge_detector.res_layer.1", 16, mindspore_order)
-    entries += _conv("edge_detector.res_layer.3", 16, 16, 3)
-    entries += _bn("edge_detector.res_layer.4", 16, mindspore_order)
-    entries += _conv("edge_detector.out_layer.0", 1, 16, 1)
-    return entries
-
-
 @functools.cache
-def _spec(network: str, mindspore_order: bool = False) -> tuple[_Entry, ...]:
-    build = _generator_spec if network == "generator" else _discriminator_spec
+def _spec(network: str) -> tuple[_Entry, ...]:
+    """Every key of the authors' state dict with its shape, in this project's module order.
+
+    Derived from this project's networks (built on the meta device, so nothing is allocated)
+    renamed by `ctsdg.checkpoints.authors`: the architecture is written down once.
+    """
+    from ctsdg.checkpoints.authors import ours_state_to_authors
+    from ctsdg.models import Discriminator, Generator
+
+    with torch.device("meta"):
+        model = Generator() if network == "generator" else Discriminator()
     entries = []
-    for entry in build(mindspore_order):
-        if entry.name.endswith(".num_batches_tracked"):
-            entry = _Entry(entry.name, (), "counter")
-        entries.append(entry)
+    for name, tensor in ours_state_to_authors(model.state_dict(), network).items():
+        shape = tuple(tensor.shape)
+        if _AUTHORS_ALIAS.fullmatch(name):
+            entries.append(_Entry(name, shape, "alias", name.replace(".features.0.", ".conv1.0.")))
+        elif name.endswith(".num_batches_tracked"):
+            entries.append(_Entry(name, (), "counter"))
+        else:
+            entries.append(_Entry(name, shape))
     return tuple(entries)
 
 
@@ -588,10 +507,10 @@ def _check_network(network: str) -> None:
 
 
 def authors_state_shapes(network: Network) -> dict[str, tuple[int, ...]]:
-    """Every key of the authors' ``state_dict()`` for ``network`` with its shape, in their order.
+    """Every key of the authors' ``state_dict()`` for ``network`` with its shape.
 
     Includes ``num_batches_tracked`` (shape ``()``) and the discriminator's ``features.0``
-    aliases. Built from the architecture in code, not from a stored table.
+    aliases. Derived from this project's networks, not from a stored table.
     """
     _check_network(network)
     return {e.name: e.shape for e in _spec(network)}
@@ -760,7 +679,7 @@ def mindspore_state_to_authors(
 ) -> dict[str, torch.Tensor]:
     """Convert MindSpore port parameters to the authors' ``state_dict`` for ``network``.
 
-    Returns exactly the authors' keys, in their order, as float32 tensors of the authors' shapes
+    Returns exactly the authors' keys as float32 tensors of the authors' shapes
     (``(n, 1)`` spectral-norm vectors become ``(n,)``; float16/64 and bfloat16 are converted to
     float32), plus what the port does not store: ``num_batches_tracked`` as int64 zero scalars
     and, for the discriminator, ``*_branch.features.0.*`` as copies of ``*_branch.conv1.0.*``.
@@ -852,7 +771,7 @@ def authors_state_to_mindspore(
 ) -> dict[str, np.ndarray]:
     """Convert an authors' ``state_dict`` for ``network`` to the MindSpore port's parameters.
 
-    Returns ``{mindspore_name: float32 array}`` in the order the port saves them, with
+    Returns ``{mindspore_name: float32 array}`` with
     spectral-norm ``weight_u``/``weight_v`` as ``(n, 1)`` columns and BatchNorm leaves renamed.
     ``num_batches_tracked`` and the discriminator's ``features.0`` aliases are dropped (they may
     be absent). Unknown or missing keys, wrong shapes and non-float tensors raise
@@ -866,7 +785,7 @@ def authors_state_to_mindspore(
         raise InputError(
             f"{where}{len(unknown)} keys are not in the authors' {network}: {_preview(unknown)}"
         )
-    order = [e for e in _spec(network, mindspore_order=True) if e.kind == "stored"]
+    order = [e for e in _spec(network) if e.kind == "stored"]
     missing = [e.name for e in order if e.name not in state_dict]
     if missing:
         raise InputError(
