@@ -184,7 +184,7 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        from ctsdg.checkpoints.native import atomic_write
+        from ctsdg.fileio import atomic_write
 
         text = self.to_yaml()
         return atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ctsdg.errors import InputError
+from ctsdg.fileio import read_state_dict
 from ctsdg.models.vgg import load_vgg16_features, vgg16_features
 
 log = logging.getLogger(__name__)
@@ -178,8 +179,8 @@ class LPIPS(nn.Module):
         """Load the LPIPS linear layers and torchvision's VGG16 weights (InputError if unfit)."""
         model = cls()
         load_vgg16_features(model.features, vgg_path)
-        lin = _load_state(
-            Path(linear_path), "LPIPS linear-layer weights (the lpips package's vgg.pth)"
+        lin = read_state_dict(
+            linear_path, "LPIPS linear-layer weights (the lpips package's vgg.pth)"
         )
         for i, channels in enumerate(_LPIPS_CHANNELS):
             weight = lin.get(f"lin{i}.model.1.weight", lin.get(f"lin{i}.weight"))
@@ -208,20 +209,6 @@ class LPIPS(nn.Module):
 
 def _unit_channels(x: Tensor, eps: float = 1e-10) -> Tensor:
     return x / (x.square().sum(dim=1, keepdim=True).sqrt() + eps)
-
-
-def _load_state(path: Path, what: str) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise InputError(f"{path}: {what} not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise InputError(f"{path}: unreadable {what} ({err})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise InputError(f"{path}: expected a state dict of {what}")
-    return {str(k).removeprefix("module."): v for k, v in state.items()}
 
 
 def finite_mean(values: list[float]) -> float:

@@ -40,7 +40,6 @@ import logging
 import math
 import os
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from ctsdg.errors import InputError
+from ctsdg.fileio import atomic_write
 
 __all__ = [
     "Network",
@@ -426,11 +426,8 @@ def write_mindspore_checkpoint(
         stored = np.ascontiguousarray(stored)
         prepared.append((name.encode("utf-8"), list(array.shape), ms_type.encode(), stored))
 
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(descriptor, "wb") as file:
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as file:
             for tag, dims, ms_type, stored in prepared:
                 raw = memoryview(stored.reshape(-1).view(np.uint8))
                 step = max(1, slice_bytes // stored.itemsize) * stored.itemsize
@@ -444,15 +441,11 @@ def write_mindspore_checkpoint(
                     value.tensor.tensor_type = ms_type
                     value.tensor.tensor_content = bytes(raw[start : start + step])
                     file.write(message.SerializeToString())
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+
+    try:
+        atomic_write(path, write)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise InputError(f"{path}: cannot write the file ({error.strerror or error})") from error
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ctsdg.errors import InputError
+from ctsdg.fileio import read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +58,11 @@ def load_vgg16_features(features: nn.Sequential, path: str | Path) -> None:
     layers beyond ``len(features)`` are ignored. Raises InputError for a missing file or a file
     without the wanted VGG16 convolution weights.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(
-            f"{path}: VGG16 weights not found; pass torchvision's vgg16-397923af.pth "
-            "(pretrained_vgg=PATH), or pretrained_vgg=random for tests and the demo"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise InputError(f"{path}: not a readable PyTorch VGG16 state dict ({err})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise InputError(f"{path}: expected a VGG16 state dict, got {type(state).__name__}")
-    state = {str(k).removeprefix("module."): v for k, v in state.items()}
+    state = read_state_dict(
+        path,
+        "VGG16 weights (torchvision's vgg16-397923af.pth: pretrained_vgg=PATH, or "
+        "pretrained_vgg=random for tests and the demo)",
+    )
     wanted = {f"features.{k}": v for k, v in features.state_dict().items()}
     missing = [k for k in wanted if k not in state]
     if missing:
