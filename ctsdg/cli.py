@@ -156,15 +156,18 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=benchmarks.run)
 
 
-def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_config_arguments(
+    parser: argparse.ArgumentParser, required: bool = True, example: str = "batch_size=8"
+) -> None:
     parser.add_argument(
         "--config",
-        required=True,
+        required=required,
         metavar="FILE",
-        help="YAML config, or the name of a shipped one (celeba, places2, paris_streetview, demo)",
+        help="YAML config, or the name of a shipped one (celeba, places2, paris_streetview, demo)"
+        + ("" if required else "; default: only the overrides"),
     )
     parser.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. batch_size=8"
+        "overrides", nargs="*", metavar="KEY=VALUE", help=f"config overrides, e.g. {example}"
     )
 
 
@@ -228,16 +231,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
             "checkpoint. Structure inputs follow the checkpoint unless structure= is given here."
         ),
     )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="YAML config, or the name of a shipped one (default: only the overrides)",
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. checkpoint_path=run/ dataset=demo test_batch_size=8",
+    _add_config_arguments(
+        parser, required=False, example="checkpoint_path=run/ dataset=demo test_batch_size=8"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=_run_eval)
