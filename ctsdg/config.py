@@ -95,7 +95,7 @@ class Config:
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = False  # torch.compile the generator
 
     # --- evaluation
     checkpoint_path: str = ""

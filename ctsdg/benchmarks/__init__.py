@@ -47,7 +47,7 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
         "--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast dtype"
     )
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
-    parser.add_argument("--compile", action="store_true", help="torch.compile both networks")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the generator")
     parser.add_argument(
         "--reference", action="store_true", help="the generator's reference formulation instead"
     )

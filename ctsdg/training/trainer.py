@@ -254,8 +254,10 @@ def build_state(config: Config, ctx: Context) -> TrainState:
         wrapped_g = DistributedDataParallel(generator, device_ids=ids)
         wrapped_d = DistributedDataParallel(discriminator, device_ids=ids)
     if config.compile:
+        # The generator holds nearly all the compute. The discriminator stays eager: compiled,
+        # the in-place power-iteration updates of spectral norm's u/v between its two forward
+        # passes invalidate tensors its backward saved.
         wrapped_g = torch.compile(wrapped_g)
-        wrapped_d = torch.compile(wrapped_d)
     return TrainState(
         wrapped_g, wrapped_d, generator, discriminator, loss, optimizer_g, optimizer_d, scaler,
         config, ctx,
