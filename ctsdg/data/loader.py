@@ -13,6 +13,7 @@ datasets indexed with bare integers.
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -173,6 +174,9 @@ class WorkerSeeder:
         self.epoch = epoch
 
     def __call__(self, worker_id: int) -> None:
+        # Ctrl-C reaches the whole process group; the main process decides how to stop (training
+        # saves a checkpoint first), so a worker must not die under it mid-batch.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         seq = worker_seed_sequence(self.seed, self.rank, worker_id, self.epoch)
         py_state, torch_state = (int(s) for s in seq.generate_state(2, np.uint64))
         random.seed(py_state)

@@ -18,7 +18,6 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -457,17 +456,6 @@ def _validate(state: TrainState, iteration: int, monitor: Monitor) -> None:
     monitor.scalars(iteration, {"val/psnr": psnr_mean, "val/ssim": ssim_mean})
 
 
-def _batches(loader: Any, stop: _StopRequest) -> Iterator[Batch]:
-    iterator = iter(loader)
-    while True:
-        try:
-            yield next(iterator)
-        except RuntimeError:
-            if stop.requested:  # Ctrl-C also reached the loader's workers
-                return
-            raise
-
-
 def train(config: Config) -> TrainResult:
     """Train CTSDG as ``config`` says; resume when ``config.resume`` is set. See the README.
 
@@ -524,12 +512,32 @@ def _train(config: Config, ctx: Context) -> TrainResult:
         f"{len(dataset)} training images; run folder {save_path}"
     )
 
-    iteration, stage, last_saved = start, None, None
+    try:
+        return _loop(state, loader, monitor, plan, start)
+    finally:
+        monitor.close()
+        skipped = getattr(dataset, "skipped_files", None)
+        if skipped:
+            log.warning("%d unreadable training files were skipped", len(skipped))
+
+
+def _loop(
+    state: TrainState, loader: Any, monitor: Monitor, plan: list[tuple[str, int]], start: int
+) -> TrainResult:
+    """The iterations from ``start`` to the end of ``plan``, checkpointing as configured."""
+    config, ctx = state.config, state.ctx
+    total = sum(n for _, n in plan)
+    iteration, stage = start, stage_at(start, plan)
+    last_saved: Path | None = None
+    saved_at, digest = -1, ""
     indices: list[int] = []
     window: dict[str, torch.Tensor] = {}
     window_steps, window_start = 0, time.perf_counter()
+    set_stage(state, stage)
+    monitor.print(f"iter: {iteration}, stage {stage}: generator lr "
+                  f"{learning_rates(config, stage)[0]:g}")  # fmt: skip
     with _StopRequest() as stop:
-        for batch in _batches(loader, stop):
+        for batch in loader:
             if stage != stage_at(iteration, plan):
                 stage = stage_at(iteration, plan)
                 set_stage(state, stage)
@@ -549,7 +557,6 @@ def _train(config: Config, ctx: Context) -> TrainResult:
                     f"iter: {iteration + 1}: loss term(s) {err} not finite; stopping. Nothing was "
                     f"saved from this iteration; the last checkpoint is {last_saved or 'none'}"
                 )
-                monitor.close()
                 raise NonFiniteLossError(
                     f"iteration {iteration + 1}: non-finite loss term(s) {err}"
                 ) from None
@@ -580,25 +587,21 @@ def _train(config: Config, ctx: Context) -> TrainResult:
                 _validate(state, iteration, monitor)
             stop_now = distributed.any_rank([stop.requested], ctx)[0]
             if iteration % config.save_checkpoint_steps == 0 or iteration == total or stop_now:
-                _check_replicas(state)
+                digest = _check_replicas(state)
                 if ctx.is_main:
                     last_saved = save_checkpoint(state, iteration, stage)
+                saved_at = iteration
                 distributed.barrier(ctx)
             if stop_now or iteration >= total:
                 break
-    status = "finished" if iteration >= total else "interrupted"
-    if status == "interrupted":
+    if saved_at != iteration:  # the loader ran dry (cannot happen with the endless sampler)
+        raise RuntimeError(f"training stopped at iteration {iteration} without a checkpoint")
+    if iteration < total:
         monitor.print(f"interrupted at iteration {iteration}; checkpoint {last_saved}; "
                       "continue with resume=auto")  # fmt: skip
-    else:
-        monitor.print(f"finished {iteration} iterations; checkpoint {last_saved}")
-    monitor.close()
-    skipped = getattr(dataset, "skipped_files", None)
-    if skipped:
-        log.warning("%d unreadable training files were skipped", len(skipped))
-    return TrainResult(
-        iteration, status, last_saved, indices[:_INDICES_KEPT], _check_replicas(state)
-    )
+        return TrainResult(iteration, "interrupted", last_saved, indices, digest)
+    monitor.print(f"finished {iteration} iterations; checkpoint {last_saved}")
+    return TrainResult(iteration, "finished", last_saved, indices, digest)
 
 
 def _check_replicas(state: TrainState) -> str:
