@@ -37,6 +37,7 @@ from PIL import Image
 
 from ctsdg.config import Config
 from ctsdg.data import ALL_BUCKETS, Batch, build_loader, dataset_from_config
+from ctsdg.data.tensors import image_to_tensor, tensor_to_image
 from ctsdg.errors import InputError
 from ctsdg.metrics import LPIPS, composite, finite_mean, l1, psnr, ssim, to_unit
 
@@ -258,21 +259,15 @@ def _source_stem(dataset: Any, index: int) -> str:
     return Path(files[index]).stem if files is not None else ""
 
 
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3); exact for images that came from uint8."""
-    unit = to_unit(images.float()).mul(255).round().to(torch.uint8)
-    return unit.permute(0, 2, 3, 1).cpu().numpy()
-
-
 def opencv_inpaint(batch: Batch, method: str, radius: int) -> torch.Tensor:
     """The OpenCV baseline's output for a batch: (B, 3, H, W) in [-1, 1], on the batch's device."""
     import cv2
 
     flag = getattr(cv2, BASELINE_FLAGS[method])
-    images = _to_uint8(batch.image)
+    images = tensor_to_image(batch.image)
     holes = (batch.mask[:, 0] < 0.5).cpu().numpy().astype(np.uint8) * 255
     out = np.stack([cv2.inpaint(im, h, radius, flag) for im, h in zip(images, holes, strict=True)])
-    tensor = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().float() / 255 * 2 - 1
+    tensor = image_to_tensor(out)
     return tensor.to(batch.image.device)
 
 
@@ -403,7 +398,7 @@ def evaluate(
                     )
                 )
             if composites is not None:
-                for index, array in zip(indices, _to_uint8(comp * 2 - 1), strict=True):
+                for index, array in zip(indices, tensor_to_image(comp * 2 - 1), strict=True):
                     stem = _source_stem(dataset, index)
                     name = f"{index:06d}_{stem}.png" if stem else f"{index:06d}.png"
                     Image.fromarray(array).save(composites / name)

@@ -63,20 +63,11 @@ class ExportResult:
 
 
 def random_inputs(batch: int, size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Plausible generator inputs ``(image, structure, mask)`` on the CPU, reproducible.
-
-    A rectangular hole plus scattered hole pixels; image in [-1, 1], edges in {0, 1}, gray in
-    [0, 1], all zeroed under the holes as the generator expects.
-    """
+    """The generator's three inputs ``(image, structure, mask)`` from `example_batch`, on CPU."""
     from ctsdg.models import generator_inputs
+    from ctsdg.models.generator import example_batch
 
-    g = torch.Generator().manual_seed(seed)
-    image = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
-    edge = (torch.rand(batch, 1, size, size, generator=g) > 0.9).float()
-    gray = torch.rand(batch, 1, size, size, generator=g)
-    mask = (torch.rand(batch, 1, size, size, generator=g) > 0.1).float()
-    mask[..., size // 4 : size // 2, size // 3 : 3 * size // 4] = 0
-    return generator_inputs(image, edge, gray, mask)
+    return generator_inputs(*example_batch(batch, size, seed=seed))
 
 
 def export_metadata(weights: Any, size: int, source: str) -> dict[str, str]:

@@ -46,6 +46,7 @@ from PIL import Image, ImageOps
 
 from ctsdg.data.images import DECODE_ERRORS, IMAGE_EXTENSIONS, list_images, sixteen_to_eight
 from ctsdg.data.structure import structure_inputs
+from ctsdg.data.tensors import image_to_tensor, tensor_to_image
 from ctsdg.errors import InputError
 from ctsdg.models import Generator, generator_inputs
 
@@ -237,14 +238,13 @@ class Inpainter:
             )
             small_holes = np.asarray(cover) > 0
             gray, edge = structure_inputs(small, self.sigma, self.structure)  # type: ignore[arg-type]
-            # contiguous (3, s, s), as the datasets make it (not a channels-last view)
-            chw = np.ascontiguousarray(small.transpose(2, 0, 1), dtype=np.float32)
-            images.append(chw / 255 * 2 - 1)
+            images.append(image_to_tensor(small))  # contiguous (3, s, s), as the datasets make it
             masks.append((~small_holes).astype(np.float32)[None])
             edges.append(edge[None])
             grays.append(gray[None])
-        image, mask, edge, gray = (
-            torch.from_numpy(np.stack(a)).to(self.device) for a in (images, masks, edges, grays)
+        image = torch.stack(images).to(self.device)
+        mask, edge, gray = (
+            torch.from_numpy(np.stack(a)).to(self.device) for a in (masks, edges, grays)
         )
         with torch.inference_mode(), autocast(self.device, self.precision):
             output = self.generator(*generator_inputs(image, edge, gray, mask)).output
@@ -256,8 +256,7 @@ class Inpainter:
             up = F.interpolate(
                 comp[i : i + 1], size=(h, w), mode="bilinear", antialias=h < s or w < s
             )
-            unit = ((up[0] + 1) / 2).clamp(0, 1).mul(255).round().to(torch.uint8)
-            filled.append(unit.permute(1, 2, 0).cpu().numpy())
+            filled.append(tensor_to_image(up[0]))
         return filled
 
 

@@ -6,17 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-
-def to_uint8(images: Tensor) -> np.ndarray:
-    """(B, C, H, W) in [-1, 1] (C = 1 or 3) -> (B, H, W, 3) uint8."""
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    return x.permute(0, 2, 3, 1).numpy()
+from ctsdg.data.tensors import tensor_to_image
 
 
 def masked_for_display(image: Tensor, mask: Tensor) -> Tensor:
@@ -26,7 +19,7 @@ def masked_for_display(image: Tensor, mask: Tensor) -> Tensor:
 
 def grid(columns: Sequence[Tensor], titles: Sequence[str] = (), pad: int = 2) -> Image.Image:
     """Tile ``columns`` (each (B, C, H, W) in [-1, 1]) into B rows, with optional titles."""
-    tiles = [to_uint8(c) for c in columns]
+    tiles = [tensor_to_image(c) for c in columns]
     rows, height, width = tiles[0].shape[0], tiles[0].shape[1], tiles[0].shape[2]
     header = 14 if titles else 0
     canvas = np.full(

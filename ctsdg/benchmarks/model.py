@@ -17,19 +17,8 @@ import torch
 
 from ctsdg.benchmarks.reference import reference_copy
 from ctsdg.models import Generator, generator_inputs
+from ctsdg.models.generator import example_batch
 from ctsdg.runtime import resolve_device, time_min, tune_cpu_allocator
-
-
-def synthetic_batch(batch: int, size: int, device: torch.device, seed: int = 0):
-    """Deterministic (image, edge, gray, mask) with a rectangular and a scattered hole region."""
-    g = torch.Generator().manual_seed(seed)
-    image = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
-    edge = (torch.rand(batch, 1, size, size, generator=g) > 0.9).float()
-    gray = torch.rand(batch, 1, size, size, generator=g)
-    mask = torch.ones(batch, 1, size, size)
-    mask[..., size // 4 : size // 2, size // 3 : 3 * size // 4] = 0
-    mask *= (torch.rand(batch, 1, size, size, generator=g) > 0.1).float()
-    return [t.to(device) for t in (image, edge, gray, mask)]
 
 
 def _memory_format(tensors, channels_last: bool):
@@ -43,8 +32,8 @@ def time_generator(
     """``forward_ms`` (batch 1, eval) and ``forward_backward_ms`` (batch 2, train)."""
     if channels_last:
         generator = generator.to(memory_format=torch.channels_last)
-    one = _memory_format(generator_inputs(*synthetic_batch(1, size, device)), channels_last)
-    two = _memory_format(generator_inputs(*synthetic_batch(2, size, device, 1)), channels_last)
+    one = _memory_format(generator_inputs(*example_batch(1, size, device)), channels_last)
+    two = _memory_format(generator_inputs(*example_batch(2, size, device, 1)), channels_last)
 
     def forward() -> None:
         with torch.no_grad():

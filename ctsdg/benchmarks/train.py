@@ -13,11 +13,11 @@ import logging
 
 import torch
 
-from ctsdg.benchmarks.model import synthetic_batch
 from ctsdg.benchmarks.reference import use_reference_layers
 from ctsdg.config import load_config
 from ctsdg.data import Batch
 from ctsdg.errors import InputError
+from ctsdg.models.generator import example_batch
 from ctsdg.runtime import resolve_device, time_min, tune_cpu_allocator
 from ctsdg.training.distributed import Context
 from ctsdg.training.trainer import build_state, discriminator_step, generator_step, set_stage
@@ -53,7 +53,7 @@ def measure(
     if reference:
         use_reference_layers(state.raw_generator)
     set_stage(state, "train")
-    image, edge, gray, mask = synthetic_batch(batch_size, size, device)
+    image, edge, gray, mask = example_batch(batch_size, size, device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     batch = Batch(
         *(t.contiguous(memory_format=fmt) for t in (image, mask, edge, gray)),

@@ -36,6 +36,7 @@ from ctsdg.data.loader import Batch, SampleKey, sample_generators
 from ctsdg.data.masks import ALL_BUCKETS, FreeFormMasks, MaskFiles, RatioRange
 from ctsdg.data.skipping import SkipRegistry
 from ctsdg.data.structure import STRUCTURES, Structure, structure_inputs
+from ctsdg.data.tensors import image_to_tensor
 from ctsdg.errors import InputError
 
 if TYPE_CHECKING:
@@ -208,11 +209,8 @@ class InpaintingDataset(Dataset[Batch]):
         holes = self.masks.holes(index, mask_rng)
         array = np.array(image, dtype=np.uint8)  # (H, W, 3)
         gray, edge = structure_inputs(array, self.sigma, self.structure)
-        # numpy, not torch: torch's intra-op thread pool costs milliseconds per call on a busy
-        # machine when samples are loaded in the main process (num_workers=0)
-        chw = np.ascontiguousarray(array.transpose(2, 0, 1)).astype(np.float32)
         return Batch(
-            image=torch.from_numpy(chw / np.float32(255) * np.float32(2) - np.float32(1)),
+            image=image_to_tensor(array),
             mask=torch.from_numpy((~holes).astype(np.float32))[None],
             edge=torch.from_numpy(edge)[None],
             gray=torch.from_numpy(gray)[None],

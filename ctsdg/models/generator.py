@@ -170,3 +170,20 @@ def generator_inputs(
     """
     structure = torch.cat((edge * mask, gray * mask), dim=1)
     return image * mask, structure, mask
+
+
+def example_batch(
+    batch: int, size: int, device: str | torch.device = "cpu", seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Deterministic plausible ``(image, edge, gray, mask)`` for checks and benchmarks.
+
+    Random image in [-1, 1], sparse edges, gray in [0, 1]; the mask (1 = known) has a
+    rectangular hole and scattered hole pixels.
+    """
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
+    edge = (torch.rand(batch, 1, size, size, generator=g) > 0.9).float()
+    gray = torch.rand(batch, 1, size, size, generator=g)
+    mask = (torch.rand(batch, 1, size, size, generator=g) > 0.1).float()
+    mask[..., size // 4 : size // 2, size // 3 : 3 * size // 4] = 0
+    return image.to(device), edge.to(device), gray.to(device), mask.to(device)
