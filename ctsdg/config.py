@@ -190,10 +190,6 @@ class Config:
         return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def config_keys() -> list[str]:
-    return [f.name for f in dataclasses.fields(Config)]
-
-
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
     """Check and convert one value to the field's declared type, or raise InputError."""
     hint = typing.get_type_hints(Config)[key] if isinstance(annotation, str) else annotation
@@ -316,7 +312,6 @@ def resolve_config_path(value: str) -> Path:
 __all__ = [
     "SEED_ONLY_KEYS",
     "Config",
-    "config_keys",
     "load_config",
     "parse_overrides",
     "resolve_config_path",

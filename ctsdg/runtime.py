@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 
@@ -95,14 +95,3 @@ def time_min(
         synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best * 1000.0
-
-
-@contextlib.contextmanager
-def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Temporarily switch a module to eval mode, restoring its previous mode after."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)

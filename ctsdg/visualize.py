@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -35,10 +34,3 @@ def grid(columns: Sequence[Tensor], titles: Sequence[str] = (), pad: int = 2) ->
         for j, title in enumerate(titles):
             draw.text((pad + j * (width + pad) + 2, 1), title, fill=(0, 0, 0))
     return picture
-
-
-def save_grid(path: str | Path, columns: Sequence[Tensor], titles: Sequence[str] = ()) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid(columns, titles).save(path)
-    return path
