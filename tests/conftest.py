@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from tests.golden import REFERENCE
+import pytest
+
+from tests import skip_policy
+from tests.golden import DATA
 
 
-def pytest_report_header(config) -> str:
-    # The golden-vector tests skip (with a reason) when ../shared/reference is absent; say at
-    # the top of every run whether the faithfulness proof is part of it.
-    if REFERENCE.is_dir():
-        return f"golden vectors: {REFERENCE}"
-    return (
-        f"golden vectors: NOT FOUND at {REFERENCE}; faithfulness tests will be skipped "
-        "(clone beside ../shared or set CTSDG_REFERENCE)"
-    )
+def pytest_configure(config: pytest.Config) -> None:
+    skip_policy.pytest_configure(config)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    strict = "on" if config.pluginmanager.get_plugin(skip_policy.PLUGIN_NAME).strict else "off"
+    return f"golden vectors: {DATA}; strict skips ({skip_policy.STRICT_ENV}): {strict}"

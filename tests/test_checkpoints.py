@@ -28,7 +28,7 @@ from ctsdg.checkpoints.mindspore import authors_state_to_mindspore, write_mindsp
 from ctsdg.cli import main
 from ctsdg.errors import InputError
 from ctsdg.models import Discriminator, Generator
-from tests.golden import manifest, requires_reference
+from tests.golden import DATA, authors_state_dict, manifest
 
 NETWORKS = {"generator": Generator, "discriminator": Discriminator}
 
@@ -47,7 +47,6 @@ def _same_state(a: dict, b: dict) -> None:
 # --------------------------------------------------------------------------- authors' names
 
 
-@requires_reference
 @pytest.mark.parametrize("network", NETWORKS)
 def test_authors_names_map_both_ways_and_cover_the_model(network: str) -> None:
     with torch.device("meta"):
@@ -153,10 +152,7 @@ def test_weights_file_via_convert_cli(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["convert", str(source), str(tmp_path / "model.pt")]) == 2
 
 
-@requires_reference
 def test_mindspore_generator_with_sibling_discriminator(tmp_path: Path) -> None:
-    from tests.golden import authors_state_dict
-
     state = authors_state_dict("discriminator")
     write_mindspore_checkpoint(
         tmp_path / "discriminator_000100.ckpt",
@@ -171,12 +167,9 @@ def test_mindspore_generator_with_sibling_discriminator(tmp_path: Path) -> None:
         ctsdg.load_generator(tmp_path / "discriminator_000100.ckpt")
 
 
-@requires_reference
 def test_shipped_tiny_mindspore_file_is_read_but_is_not_ctsdg() -> None:
-    from tests.golden import REFERENCE
-
     with pytest.raises(InputError, match=r"tiny\.ckpt"):
-        load_weights(REFERENCE / "mindspore" / "tiny.ckpt")
+        load_weights(DATA / "mindspore" / "tiny.ckpt")
 
 
 # --------------------------------------------------------------------------- refusals

@@ -1,7 +1,7 @@
 """Data pipeline: images, structure inputs, masks, datasets, demo data, bad input.
 
 Small CelebA-like and NVIDIA-like trees are built in ``tmp_path``; the structure inputs are
-checked against the golden file in ``../shared/reference`` beside the repository.
+checked against the authors' golden arrays (``tests/data/golden``).
 """
 
 from __future__ import annotations
@@ -31,21 +31,9 @@ from ctsdg.data import (
 )
 from ctsdg.data.structure import AUTHORS_LUT, authors_corruption
 from ctsdg.errors import InputError
-from tests.golden import REFERENCE
-
-STRUCTURE_GOLDEN = REFERENCE / "golden" / "structure_inputs.npz"
-
-requires_structure_golden = pytest.mark.skipif(
-    not STRUCTURE_GOLDEN.is_file(),
-    reason=f"golden structure inputs not found at {STRUCTURE_GOLDEN}",
-)
+from tests.golden import golden
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
-
-
-def golden_structure() -> dict[str, np.ndarray]:
-    with np.load(STRUCTURE_GOLDEN) as data:
-        return {k: data[k] for k in data.files}
 
 
 # --------------------------------------------------------------------------- tree builders
@@ -143,10 +131,9 @@ def test_authors_lut_matches_torch_byte_cast() -> None:
     assert AUTHORS_LUT[128] == 1 and AUTHORS_LUT[255] == 255
 
 
-@requires_structure_golden
 @pytest.mark.parametrize("convention", ["correct", "authors"])
 def test_structure_inputs_match_golden_exactly(convention: str) -> None:
-    gold = golden_structure()
+    gold = golden("structure_inputs")
     gray, edge = structure_inputs(gold["image_uint8"], sigma=2.0, structure=convention)
     assert gray.dtype == np.float32 and edge.dtype == np.float32
     np.testing.assert_array_equal(gray, gold[f"{convention}_gray"])
@@ -154,11 +141,10 @@ def test_structure_inputs_match_golden_exactly(convention: str) -> None:
     assert set(np.unique(edge)) <= {0.0, 1.0}
 
 
-@requires_structure_golden
 @pytest.mark.parametrize("convention", ["correct", "authors"])
 def test_dataset_structure_inputs_match_golden(tmp_path: Path, convention: str) -> None:
     """End to end: a 256 x 256 file through an evaluation dataset gives the golden arrays."""
-    gold = golden_structure()
+    gold = golden("structure_inputs")
     Image.fromarray(gold["image_uint8"]).save(tmp_path / "photo.png")
     ds = build_dataset("folder", "test", data_root=tmp_path, structure=convention)
     sample = ds[0]

@@ -1,7 +1,8 @@
 """The published model, exactly: golden vectors from the authors' implementation.
 
-The authors' weights are rebuilt by the rule in ../shared/reference/README.md, written as the
-authors' training code saves them (or as the MindSpore port does), and loaded through
+The data lives in tests/data/golden (see its README). The authors' weights are rebuilt by the
+reference rule (tests/golden.py), written as the authors' training code saves them (or as the
+MindSpore port does), and loaded through
 `ctsdg.load_generator` / `ctsdg.load_discriminator`: the code path a user's checkpoint takes.
 Tolerance: 1e-4 absolute in float32 on CPU.
 """
@@ -18,9 +19,8 @@ import ctsdg
 from ctsdg.checkpoints import mindspore
 from ctsdg.losses import discriminator_loss, generator_loss_terms
 from ctsdg.models import GeneratorOutput, generator_inputs
-from tests.golden import authors_checkpoint, authors_state_dict, golden, requires_reference
+from tests.golden import authors_checkpoint, authors_state_dict, golden
 
-pytestmark = [requires_reference, pytest.mark.slow]
 ATOL = 1e-4
 OUTPUTS = ("output", "projected_image", "projected_edge")
 
@@ -48,12 +48,14 @@ def _assert_outputs(out: GeneratorOutput, expected: dict[str, np.ndarray]) -> No
         )
 
 
+@pytest.mark.slow
 def test_generator_eval(authors_file: Path) -> None:
     generator = ctsdg.load_generator(authors_file)
     assert not generator.training
     _assert_outputs(_run_generator(generator, "generator_eval"), golden("generator_eval"))
 
 
+@pytest.mark.slow
 def test_generator_train_batch2(authors_file: Path) -> None:
     generator = ctsdg.load_generator(authors_file).train()
     _assert_outputs(
@@ -61,6 +63,7 @@ def test_generator_train_batch2(authors_file: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_discriminator_eval(authors_file: Path) -> None:
     discriminator = ctsdg.load_discriminator(authors_file)
     real, fake, gray, edge = _tensors(
@@ -107,6 +110,7 @@ def _write_mindspore_pair(folder: Path) -> Path:
     return folder / "generator_350000.ckpt"
 
 
+@pytest.mark.slow
 def test_mindspore_checkpoint_runs_the_ports_variant(tmp_path: Path) -> None:
     path = _write_mindspore_pair(tmp_path)
     weights = ctsdg.load_weights(path)

@@ -1,8 +1,7 @@
 """MindSpore checkpoint reader/writer and the port's parameter names (ctsdg.checkpoints.mindspore).
 
 Reference files (MindSpore's own ``tiny.ckpt``, the port's name manifest, the authors' state-dict
-manifest) are loaded from ``../shared/reference`` beside the project; tests that need them skip
-when it is absent.
+manifest) come from ``tests/data/golden``.
 """
 
 from __future__ import annotations
@@ -22,25 +21,18 @@ import torch
 
 from ctsdg.checkpoints import mindspore as ms
 from ctsdg.errors import InputError
-from tests.golden import REFERENCE, authors_state_dict
+from tests.golden import DATA, authors_state_dict
 
 NETWORKS = ("generator", "discriminator")
 
 
-def _reference(relative: str) -> Path:
-    path = REFERENCE / relative
-    if not path.is_file():
-        pytest.skip(f"reference file {path} is not available")
-    return path
-
-
 def _json(relative: str) -> Any:
-    return json.loads(_reference(relative).read_text())
+    return json.loads((DATA / relative).read_text())
 
 
 @pytest.fixture(scope="module")
 def tiny_path() -> Path:
-    return _reference("mindspore/tiny.ckpt")
+    return DATA / "mindspore" / "tiny.ckpt"
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +179,9 @@ def test_big_endian_input_is_stored_little_endian(tmp_path: Path) -> None:
 
 
 def test_bfloat16_round_trip(tmp_path: Path) -> None:
-    ml_dtypes = pytest.importorskip("ml_dtypes")
+    ml_dtypes = pytest.importorskip(
+        "ml_dtypes", reason="optional ml_dtypes (bfloat16) is not installed"
+    )
     values = np.array([1.0, -2.5, 0.15625, 3.0e38], dtype=ml_dtypes.bfloat16)
     path = tmp_path / "bf16.ckpt"
     ms.write_mindspore_checkpoint(path, {"w": values})
