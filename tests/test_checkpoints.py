@@ -24,11 +24,11 @@ from ctsdg.checkpoints.authors import (
     our_name_to_authors,
     ours_state_to_authors,
 )
-from ctsdg.checkpoints.mindspore import authors_state_to_mindspore, write_mindspore_checkpoint
 from ctsdg.cli import main
 from ctsdg.errors import InputError
 from ctsdg.models import Discriminator, Generator
 from tests.golden import DATA, authors_state_dict, manifest
+from tests.mindspore_writer import authors_state_to_mindspore, write_mindspore_checkpoint
 
 NETWORKS = {"generator": Generator, "discriminator": Discriminator}
 

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 import ctsdg
-from ctsdg.checkpoints import mindspore
 from ctsdg.losses import discriminator_loss, generator_loss_terms
 from ctsdg.models import GeneratorOutput, generator_inputs
 from tests.golden import authors_checkpoint, authors_state_dict, golden
+from tests.mindspore_writer import authors_state_to_mindspore, write_mindspore_checkpoint
 
 ATOL = 1e-4
 OUTPUTS = ("output", "projected_image", "projected_edge")
@@ -105,8 +105,8 @@ def test_losses() -> None:
 
 def _write_mindspore_pair(folder: Path) -> Path:
     for network in ("generator", "discriminator"):
-        arrays = mindspore.authors_state_to_mindspore(authors_state_dict(network), network)
-        mindspore.write_mindspore_checkpoint(folder / f"{network}_350000.ckpt", arrays)
+        arrays = authors_state_to_mindspore(authors_state_dict(network), network)
+        write_mindspore_checkpoint(folder / f"{network}_350000.ckpt", arrays)
     return folder / "generator_350000.ckpt"
 
 

@@ -1,4 +1,5 @@
-"""MindSpore checkpoint reader/writer and the port's parameter names (ctsdg.checkpoints.mindspore).
+"""MindSpore checkpoints: the reader (ctsdg.checkpoints.mindspore), the port's parameter names
+(ctsdg.checkpoints.mindspore_names), and the tests' writer (tests/mindspore_writer.py).
 
 Reference files (MindSpore's own ``tiny.ckpt``, the port's name manifest, the authors' state-dict
 manifest) come from ``tests/data/golden``.
@@ -19,8 +20,12 @@ import numpy as np
 import pytest
 import torch
 
+from ctsdg.checkpoints import load_weights
 from ctsdg.checkpoints import mindspore as ms
+from ctsdg.checkpoints import mindspore_names as names
+from ctsdg.checkpoints.authors import authors_state_shapes
 from ctsdg.errors import InputError
+from tests import mindspore_writer as writer
 from tests.golden import DATA, authors_state_dict
 
 NETWORKS = ("generator", "discriminator")
@@ -105,7 +110,7 @@ def test_tiny_reads_as_mindspore_does(tiny_path: Path) -> None:
 def test_rewritten_tiny_is_byte_identical(tiny_path: Path, tmp_path: Path) -> None:
     tensors = ms.read_mindspore_checkpoint(tiny_path)
     out = tmp_path / "again.ckpt"
-    ms.write_mindspore_checkpoint(out, tensors)
+    writer.write_mindspore_checkpoint(out, tensors)
     # Same field order and unpacked dims as MindSpore's writer: the very same bytes.
     assert out.read_bytes() == tiny_path.read_bytes()
     again = ms.read_mindspore_checkpoint(out)
@@ -115,11 +120,17 @@ def test_rewritten_tiny_is_byte_identical(tiny_path: Path, tmp_path: Path) -> No
         np.testing.assert_array_equal(again[name], array)
 
 
-def test_sniff_accepts_real_and_written_files(tiny_path: Path, tmp_path: Path) -> None:
-    assert ms.looks_like_mindspore_checkpoint(tiny_path)
+def _recognised(path: Path) -> None:
+    """load_weights takes ``path`` for a MindSpore file (its format is decided by parsing)."""
+    with pytest.raises(InputError, match="not a CTSDG MindSpore checkpoint"):
+        load_weights(path)
+
+
+def test_loader_recognises_real_and_written_files(tiny_path: Path, tmp_path: Path) -> None:
+    _recognised(tiny_path)
     out = tmp_path / "w.ckpt"
-    ms.write_mindspore_checkpoint(out, {"a": np.zeros((300, 7), np.float32)}, slice_bytes=1000)
-    assert ms.looks_like_mindspore_checkpoint(out)
+    writer.write_mindspore_checkpoint(out, {"a": np.zeros((300, 7), np.float32)}, slice_bytes=1000)
+    _recognised(out)
 
 
 # ---- round trips --------------------------------------------------------------------------
@@ -150,10 +161,10 @@ def _assorted_arrays() -> dict[str, np.ndarray]:
 def test_round_trip_types_shapes_and_split(tmp_path: Path) -> None:
     arrays = _assorted_arrays()
     path = tmp_path / "many.ckpt"
-    ms.write_mindspore_checkpoint(path, arrays, slice_bytes=256)
+    writer.write_mindspore_checkpoint(path, arrays, slice_bytes=256)
 
     # The big tensor went out as several Values with one tag, each holding the full dims.
-    message = ms._Checkpoint()
+    message = ms.CheckpointProto()
     message.ParseFromString(path.read_bytes())
     tags = [value.tag.decode() for value in message.value]
     assert tags.count("big.split") == math.ceil(37 * 5 * 3 * 4 / 256)
@@ -166,13 +177,13 @@ def test_round_trip_types_shapes_and_split(tmp_path: Path) -> None:
         assert back[name].dtype == array.dtype, name
         assert back[name].shape == array.shape, name
         np.testing.assert_array_equal(back[name], array)
-    assert ms.looks_like_mindspore_checkpoint(path)
+    _recognised(path)
     assert sorted(os.listdir(tmp_path)) == ["many.ckpt"]  # no temporary file left behind
 
 
 def test_big_endian_input_is_stored_little_endian(tmp_path: Path) -> None:
     path = tmp_path / "be.ckpt"
-    ms.write_mindspore_checkpoint(path, {"x": np.arange(6, dtype=">i4").reshape(2, 3)})
+    writer.write_mindspore_checkpoint(path, {"x": np.arange(6, dtype=">i4").reshape(2, 3)})
     back = ms.read_mindspore_checkpoint(path)["x"]
     assert back.dtype == np.int32
     np.testing.assert_array_equal(back, np.arange(6).reshape(2, 3))
@@ -184,7 +195,7 @@ def test_bfloat16_round_trip(tmp_path: Path) -> None:
     )
     values = np.array([1.0, -2.5, 0.15625, 3.0e38], dtype=ml_dtypes.bfloat16)
     path = tmp_path / "bf16.ckpt"
-    ms.write_mindspore_checkpoint(path, {"w": values})
+    writer.write_mindspore_checkpoint(path, {"w": values})
     back = ms.read_mindspore_checkpoint(path)["w"]
     assert back.dtype == np.float32
     np.testing.assert_array_equal(back, values.astype(np.float32))
@@ -192,15 +203,15 @@ def test_bfloat16_round_trip(tmp_path: Path) -> None:
 
 def test_write_replaces_atomically_and_rejects_bad_input(tmp_path: Path) -> None:
     path = tmp_path / "out.ckpt"
-    ms.write_mindspore_checkpoint(path, {"a": np.ones(2, np.float32)})
-    ms.write_mindspore_checkpoint(path, {"b": np.zeros(3, np.int32)})
+    writer.write_mindspore_checkpoint(path, {"a": np.ones(2, np.float32)})
+    writer.write_mindspore_checkpoint(path, {"b": np.zeros(3, np.int32)})
     assert list(ms.read_mindspore_checkpoint(path)) == ["b"]
     with pytest.raises(InputError, match="'bad'"):
-        ms.write_mindspore_checkpoint(path, {"ok": np.ones(1), "bad": np.array(["text"])})
+        writer.write_mindspore_checkpoint(path, {"ok": np.ones(1), "bad": np.array(["text"])})
     with pytest.raises(InputError):
-        ms.write_mindspore_checkpoint(path, {})
+        writer.write_mindspore_checkpoint(path, {})
     with pytest.raises(InputError):
-        ms.write_mindspore_checkpoint(path, {"new\nline": np.ones(1)})
+        writer.write_mindspore_checkpoint(path, {"new\nline": np.ones(1)})
     assert list(ms.read_mindspore_checkpoint(path)) == ["b"]  # untouched by the failures
     assert sorted(os.listdir(tmp_path)) == ["out.ckpt"]
 
@@ -227,8 +238,9 @@ def test_unknown_fields_are_ignored(tmp_path: Path) -> None:
     assert list(tensors) == ["w", "b"]
     np.testing.assert_array_equal(tensors["w"], np.array([1.5, -2.0], np.float32))
     assert tensors["b"].shape == () and tensors["b"] == 7
-    assert not ms.looks_like_mindspore_checkpoint(path)  # does not start with a Value
-    assert ms.looks_like_mindspore_checkpoint(_write(tmp_path, "extra2.ckpt", data[2:]))
+    # Parsing decides the format, so a file that does not start with a Value is recognised too.
+    _recognised(path)
+    _recognised(_write(tmp_path, "extra2.ckpt", data[2:]))
 
 
 def test_packed_dims_are_accepted(tmp_path: Path) -> None:
@@ -343,16 +355,16 @@ def test_garbage_files_are_rejected(tiny_path: Path, tmp_path: Path) -> None:
         assert path.name in message, message
         assert "not a MindSpore checkpoint" in message, message
         assert "\n" not in message
-        assert not ms.looks_like_mindspore_checkpoint(path), path.name
+        assert isinstance(info.value, ms.NotAMindSporeCheckpoint), path.name
 
 
 def test_every_truncation_inside_a_value_is_rejected(tiny_path: Path, tmp_path: Path) -> None:
     tiny = tiny_path.read_bytes()
-    message = ms._Checkpoint()
+    message = ms.CheckpointProto()
     message.ParseFromString(tiny)
     boundaries, end = {0}, 0
     for value in message.value:
-        single = ms._Checkpoint()
+        single = ms.CheckpointProto()
         single.value.append(value)
         end += len(single.SerializeToString())
         boundaries.add(end)
@@ -363,9 +375,8 @@ def test_every_truncation_inside_a_value_is_rejected(tiny_path: Path, tmp_path: 
         if cut in boundaries and cut:  # a whole number of tensors is a valid, smaller file
             assert len(ms.read_mindspore_checkpoint(path)) == sorted(boundaries).index(cut)
             continue
-        with pytest.raises(InputError, match=r"cut\.ckpt: not a MindSpore checkpoint"):
+        with pytest.raises(ms.NotAMindSporeCheckpoint, match=r"cut\.ckpt: not a MindSpore ch"):
             ms.read_mindspore_checkpoint(path)
-        assert not ms.looks_like_mindspore_checkpoint(path), cut
 
 
 def test_unreadable_paths(tmp_path: Path) -> None:
@@ -373,8 +384,8 @@ def test_unreadable_paths(tmp_path: Path) -> None:
         ms.read_mindspore_checkpoint(tmp_path / "missing.ckpt")
     with pytest.raises(InputError, match=re.escape(tmp_path.name)):
         ms.read_mindspore_checkpoint(tmp_path)
-    assert not ms.looks_like_mindspore_checkpoint(tmp_path / "missing.ckpt")
-    assert not ms.looks_like_mindspore_checkpoint(tmp_path)
+    with pytest.raises(InputError, match=r"missing\.ckpt: checkpoint not found"):
+        load_weights(tmp_path / "missing.ckpt")
 
 
 # ---- names --------------------------------------------------------------------------------
@@ -383,13 +394,13 @@ def test_unreadable_paths(tmp_path: Path) -> None:
 @pytest.mark.parametrize("network", NETWORKS)
 def test_manifest_names_map_both_ways(network: str, manifest: dict[str, Any]) -> None:
     for ms_name, entry in manifest[network].items():
-        assert ms.mindspore_to_authors(ms_name, network) == entry["authors_name"], ms_name
-        assert ms.authors_to_mindspore(entry["authors_name"], network) == ms_name, ms_name
+        assert names.mindspore_to_authors(ms_name, network) == entry["authors_name"], ms_name
+        assert names.authors_to_mindspore(entry["authors_name"], network) == ms_name, ms_name
 
 
 @pytest.mark.parametrize("network", NETWORKS)
 def test_architecture_matches_authors_manifest(network: str, official: dict[str, Any]) -> None:
-    shapes = ms.authors_state_shapes(network)
+    shapes = authors_state_shapes(network)
     assert {k: list(v) for k, v in shapes.items()} == official[network]
 
 
@@ -401,7 +412,7 @@ def test_not_stored_keys_have_no_mindspore_name(network: str, official: dict[str
         if name.endswith("num_batches_tracked") or ".features.0." in name
     ]
     assert derived
-    assert all(ms.authors_to_mindspore(name, network) is None for name in derived)
+    assert all(names.authors_to_mindspore(name, network) is None for name in derived)
 
 
 @pytest.mark.parametrize("network", NETWORKS)
@@ -409,7 +420,7 @@ def test_mindspore_state_gets_exactly_the_authors_keys(
     network: str, manifest: dict[str, Any], official: dict[str, Any]
 ) -> None:
     tensors = {name: np.zeros(e["shape"], np.float32) for name, e in manifest[network].items()}
-    state = ms.mindspore_state_to_authors(tensors, network)
+    state = names.mindspore_state_to_authors(tensors, network)
     assert set(state) == set(official[network])
     for name, shape in official[network].items():
         assert list(state[name].shape) == shape, name
@@ -434,12 +445,12 @@ def test_state_conversion_round_trip(
         for name in authors:
             if ".features.0." in name:
                 authors[name] = authors[name.replace(".features.0.", ".conv1.0.")].clone()
-    exported = ms.authors_state_to_mindspore(authors, network)
+    exported = writer.authors_state_to_mindspore(authors, network)
     assert set(exported) == set(manifest[network])
     for name, array in exported.items():
         assert list(array.shape) == manifest[network][name]["shape"], name
         assert array.dtype == np.float32
-    back = ms.mindspore_state_to_authors(exported, network)
+    back = names.mindspore_state_to_authors(exported, network)
     assert set(back) == set(authors)
     for name, tensor in authors.items():
         assert torch.equal(back[name], tensor), name
@@ -469,10 +480,10 @@ def test_training_entries_are_skipped_and_logged(
     ]
     for name in extras:
         tensors[name] = np.zeros(1, np.float32)
-        assert ms.is_mindspore_training_entry(name)
-    assert not ms.is_mindspore_training_entry("ec_texture_layers.0.conv.conv.weight")
-    with caplog.at_level(logging.INFO, logger="ctsdg.checkpoints.mindspore"):
-        state = ms.mindspore_state_to_authors(tensors, "generator", source="train.ckpt")
+        assert names.is_mindspore_training_entry(name)
+    assert not names.is_mindspore_training_entry("ec_texture_layers.0.conv.conv.weight")
+    with caplog.at_level(logging.INFO, logger="ctsdg.checkpoints.mindspore_names"):
+        state = names.mindspore_state_to_authors(tensors, "generator", source="train.ckpt")
     assert len(state) == 210
     assert "train.ckpt" in caplog.text and "beta1_power" in caplog.text
 
@@ -482,58 +493,60 @@ def test_conversion_errors_name_the_entry_and_file(manifest: dict[str, Any]) -> 
 
     unknown = {**base, "ec_texture_layers.9.conv.conv.weight": np.zeros(1, np.float32)}
     with pytest.raises(InputError, match=r"g\.ckpt: .*'ec_texture_layers\.9\.conv\.conv\.weight'"):
-        ms.mindspore_state_to_authors(unknown, "generator", source="g.ckpt")
+        names.mindspore_state_to_authors(unknown, "generator", source="g.ckpt")
 
     missing = dict(base)
     del missing["cfa.msfa.dilated_convs.2.0.bias"]
     with pytest.raises(InputError, match=r"g\.ckpt: .*missing.*'cfa\.msfa\.dilated_convs\.2\.0"):
-        ms.mindspore_state_to_authors(missing, "generator", source="g.ckpt")
+        names.mindspore_state_to_authors(missing, "generator", source="g.ckpt")
 
     wrong = {**base, "bigff.texture_gamma": np.zeros((1, 1), np.float32)}
     with pytest.raises(InputError, match=r"g\.ckpt: .*'bigff\.texture_gamma'.*\(1, 1\)"):
-        ms.mindspore_state_to_authors(wrong, "generator", source="g.ckpt")
+        names.mindspore_state_to_authors(wrong, "generator", source="g.ckpt")
 
     integer = {**base, "out_layer.0.bias": np.zeros(3, np.int32)}
     with pytest.raises(InputError, match=r"'out_layer\.0\.bias'.*int32"):
-        ms.mindspore_state_to_authors(integer, "generator")
+        names.mindspore_state_to_authors(integer, "generator")
 
     with pytest.raises(InputError, match="looks like a generator"):
-        ms.mindspore_state_to_authors(base, "discriminator", source="g.ckpt")
+        names.mindspore_state_to_authors(base, "discriminator", source="g.ckpt")
 
 
 def test_spectral_vectors_must_be_columns(manifest: dict[str, Any]) -> None:
     tensors = {n: np.zeros(e["shape"], np.float32) for n, e in manifest["discriminator"].items()}
     tensors["texture_branch.conv5.weight_u"] = np.zeros(1, np.float32)  # PyTorch's (n,)
     with pytest.raises(InputError, match=r"'texture_branch\.conv5\.weight_u'.*\(1, 1\)"):
-        ms.mindspore_state_to_authors(tensors, "discriminator")
+        names.mindspore_state_to_authors(tensors, "discriminator")
 
 
 def test_export_errors(official: dict[str, Any]) -> None:
     authors = {n: torch.zeros(s) for n, s in official["discriminator"].items()}
     with pytest.raises(InputError, match=r"'extra\.weight'"):
-        ms.authors_state_to_mindspore({**authors, "extra.weight": torch.zeros(1)}, "discriminator")
+        writer.authors_state_to_mindspore(
+            {**authors, "extra.weight": torch.zeros(1)}, "discriminator"
+        )
     partial = dict(authors)
     del partial["edge_detector.out_layer.0.bias"]
     with pytest.raises(InputError, match=r"missing.*'edge_detector\.out_layer\.0\.bias'"):
-        ms.authors_state_to_mindspore(partial, "discriminator")
+        writer.authors_state_to_mindspore(partial, "discriminator")
     with pytest.raises(InputError, match=r"'edge_detector\.out_layer\.0\.bias'.*\(2,\)"):
-        ms.authors_state_to_mindspore(
+        writer.authors_state_to_mindspore(
             {**authors, "edge_detector.out_layer.0.bias": torch.zeros(2)}, "discriminator"
         )
     # Keys MindSpore does not store may be left out.
-    trimmed = {n: t for n, t in authors.items() if ms.authors_to_mindspore(n, "discriminator")}
-    assert len(ms.authors_state_to_mindspore(trimmed, "discriminator")) == 50
+    trimmed = {n: t for n, t in authors.items() if names.authors_to_mindspore(n, "discriminator")}
+    assert len(writer.authors_state_to_mindspore(trimmed, "discriminator")) == 50
 
 
 def test_detect_network(manifest: dict[str, Any]) -> None:
-    assert ms.detect_mindspore_network(manifest["generator"]) == "generator"
-    assert ms.detect_mindspore_network(manifest["discriminator"]) == "discriminator"
+    assert names.detect_mindspore_network(manifest["generator"]) == "generator"
+    assert names.detect_mindspore_network(manifest["discriminator"]) == "discriminator"
     with pytest.raises(InputError, match=r"x\.ckpt"):
-        ms.detect_mindspore_network(["conv.weight", "gamma"], source="x.ckpt")
+        names.detect_mindspore_network(["conv.weight", "gamma"], source="x.ckpt")
     with pytest.raises(InputError, match="both"):
-        ms.detect_mindspore_network([*manifest["generator"], *manifest["discriminator"]])
+        names.detect_mindspore_network([*manifest["generator"], *manifest["discriminator"]])
     with pytest.raises(InputError, match="unknown network"):
-        ms.mindspore_to_authors("out_layer.0.bias", "vgg")  # type: ignore[arg-type]
+        names.mindspore_to_authors("out_layer.0.bias", "vgg")  # type: ignore[arg-type]
 
 
 # ---- full-size files from the reference weight rule ---------------------------------------
@@ -542,11 +555,11 @@ def test_detect_network(manifest: dict[str, Any]) -> None:
 def _full_size_round_trip(network: str, official: dict[str, Any], tmp_path: Path) -> None:
     weights = authors_state_dict(network)
     path = tmp_path / f"{network}.ckpt"
-    ms.write_mindspore_checkpoint(path, ms.authors_state_to_mindspore(weights, network))
-    assert ms.looks_like_mindspore_checkpoint(path)
+    writer.write_mindspore_checkpoint(path, writer.authors_state_to_mindspore(weights, network))
+    assert load_weights(path).format == "mindspore"
     tensors = ms.read_mindspore_checkpoint(path)
-    assert ms.detect_mindspore_network(tensors) == network
-    state = ms.mindspore_state_to_authors(tensors, network, source=str(path))
+    assert names.detect_mindspore_network(tensors) == network
+    state = names.mindspore_state_to_authors(tensors, network, source=str(path))
     assert set(state) == set(weights)
     for name, tensor in weights.items():
         assert torch.equal(state[name], tensor), name

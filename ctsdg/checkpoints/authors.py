@@ -1,128 +1,85 @@
-"""Parameter names of the authors' PyTorch code (xiefan-guo/ctsdg) and this project's, both ways.
+"""The authors' PyTorch checkpoints (xiefan-guo/ctsdg): their parameter names and keys.
 
 The authors number their layers by hand (``ec_texture_3``, ``dc_structure_7``) and wrap
-convolutions in ``nn.Sequential``; this project builds the streams as ``ModuleList``s. The
-mapping is a short list of rules; `tests/test_checkpoints.py` checks it against the manifest of
-every key the authors' model has.
+convolutions in ``nn.Sequential``; this project builds the streams as ``ModuleList``s. One table
+of prefix pairs per network renames both ways; `tests/test_checkpoints.py` checks it against the
+manifest of every key the authors' model has. Every key and shape of the authors' state dict
+(:func:`authors_entries`) is derived from this project's networks through the same table, so the
+architecture is written down once.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import Tensor
 
-Network = Literal["generator", "discriminator"]
-
-# Encoders count from 1 (shallow) to 7 (deep); this project's index is level - 1. Decoders run
-# deep to shallow, so authors' level 7 is this project's decoder[0].
-_STREAM = r"(?P<kind>ec|dc)_(?P<stream>texture|structure)_(?P<level>[1-7])\.(?P<rest>.+)"
+from ctsdg.checkpoints.renames import Network, PrefixRenames, check_network
 
 
-def _stream_to_ours(m: re.Match[str]) -> str:
-    level = int(m["level"])
-    if m["kind"] == "ec":
-        return f"{m['stream']}_encoder.{level - 1}.{m['rest']}"
-    return f"{m['stream']}_decoder.{7 - level}.{m['rest']}"
+def _generator_pairs() -> Iterator[tuple[str, str]]:
+    """(authors' prefix, ours) for the generator."""
+    for stream in ("texture", "structure"):
+        # Encoders count from 1 (shallow) to 7 (deep); decoders run deep to shallow, so the
+        # authors' level 7 is this project's decoder[0].
+        for level in range(1, 8):
+            yield f"ec_{stream}_{level}.", f"{stream}_encoder.{level - 1}."
+            yield f"dc_{stream}_{level}.", f"{stream}_decoder.{7 - level}."
+        yield f"{stream}_feature_projection.{stream}_resolver.", f"{stream}_projection.block."
+        yield f"{stream}_feature_projection.out_layer.0.", f"{stream}_projection.out."
+        yield f"bigff.{stream}_gate.0.", f"bigff.{stream}_gate."
+        yield f"bigff.{stream}_gamma", f"bigff.{stream}_gamma"
+    yield "fusion_layer1.0.", "fusion_down."
+    for i in range(4):
+        yield f"cfa.msfa.dilated_conv_{i}.0.", f"cfa.msfa.branches.{i}."
+    yield "cfa.msfa.weight_calc.0.", "cfa.msfa.weight_conv."
+    yield "cfa.msfa.weight_calc.2.", "cfa.msfa.weight_out."
+    yield "fusion_layer2.0.", "fusion_attention."
+    yield "out_layer.0.", "out_conv."
 
 
-def _stream_to_authors(m: re.Match[str]) -> str:
-    index = int(m["index"])
-    if m["part"] == "encoder":
-        return f"ec_{m['stream']}_{index + 1}.{m['rest']}"
-    return f"dc_{m['stream']}_{7 - index}.{m['rest']}"
+def _discriminator_pairs() -> Iterator[tuple[str, str]]:
+    """(authors' prefix, ours) for the discriminator."""
+    for branch in ("texture", "structure"):
+        for k in range(1, 6):
+            yield f"{branch}_branch.conv{k}.0.", f"{branch}_branch.convs.{k - 1}."
+    edge_layers = {
+        "projection.0": "conv_in",
+        "projection.1": "bn_in",
+        "res_layer.0": "conv1",
+        "res_layer.1": "bn1",
+        "res_layer.3": "conv2",
+        "res_layer.4": "bn2",
+        "out_layer.0": "conv_out",
+    }
+    for theirs, ours in edge_layers.items():
+        yield f"edge_detector.{theirs}.", f"edge_detector.{ours}."
 
 
-_Rule = tuple[str, str | Callable[[re.Match[str]], str]]
-
-_GENERATOR_RULES: list[_Rule] = [
-    (_STREAM, _stream_to_ours),
-    (r"(texture|structure)_feature_projection\.\1_resolver\.(.+)", r"\1_projection.block.\2"),
-    (r"(texture|structure)_feature_projection\.out_layer\.0\.(.+)", r"\1_projection.out.\2"),
-    (r"bigff\.(structure|texture)_gate\.0\.(.+)", r"bigff.\1_gate.\2"),
-    (r"bigff\.(structure|texture)_gamma", r"bigff.\1_gamma"),
-    (r"fusion_layer1\.0\.(.+)", r"fusion_down.\1"),
-    (r"cfa\.msfa\.dilated_conv_([0-3])\.0\.(.+)", r"cfa.msfa.branches.\1.\2"),
-    (r"cfa\.msfa\.weight_calc\.0\.(.+)", r"cfa.msfa.weight_conv.\1"),
-    (r"cfa\.msfa\.weight_calc\.2\.(.+)", r"cfa.msfa.weight_out.\1"),
-    (r"fusion_layer2\.0\.(.+)", r"fusion_attention.\1"),
-    (r"out_layer\.0\.(.+)", r"out_conv.\1"),
-]
-
-_GENERATOR_RULES_BACK: list[_Rule] = [
-    (
-        r"(?P<stream>texture|structure)_(?P<part>encoder|decoder)\.(?P<index>\d)\.(?P<rest>.+)",
-        _stream_to_authors,
-    ),
-    (r"(texture|structure)_projection\.block\.(.+)", r"\1_feature_projection.\1_resolver.\2"),
-    (r"(texture|structure)_projection\.out\.(.+)", r"\1_feature_projection.out_layer.0.\2"),
-    (r"bigff\.(structure|texture)_gate\.(.+)", r"bigff.\1_gate.0.\2"),
-    (r"bigff\.(structure|texture)_gamma", r"bigff.\1_gamma"),
-    (r"fusion_down\.(.+)", r"fusion_layer1.0.\1"),
-    (r"cfa\.msfa\.branches\.([0-3])\.(.+)", r"cfa.msfa.dilated_conv_\1.0.\2"),
-    (r"cfa\.msfa\.weight_conv\.(.+)", r"cfa.msfa.weight_calc.0.\1"),
-    (r"cfa\.msfa\.weight_out\.(.+)", r"cfa.msfa.weight_calc.2.\1"),
-    (r"fusion_attention\.(.+)", r"fusion_layer2.0.\1"),
-    (r"out_conv\.(.+)", r"out_layer.0.\1"),
-]
-
-_EDGE_LAYERS = {
-    "projection.0": "conv_in",
-    "projection.1": "bn_in",
-    "res_layer.0": "conv1",
-    "res_layer.1": "bn1",
-    "res_layer.3": "conv2",
-    "res_layer.4": "bn2",
-    "out_layer.0": "conv_out",
+_RENAMES = {
+    "generator": PrefixRenames(_generator_pairs()),
+    "discriminator": PrefixRenames(_discriminator_pairs()),
 }
-
-_DISCRIMINATOR_RULES: list[_Rule] = [
-    (
-        r"(texture|structure)_branch\.conv([1-5])\.0\.(.+)",
-        lambda m: f"{m[1]}_branch.convs.{int(m[2]) - 1}.{m[3]}",
-    ),
-    (
-        r"edge_detector\.(projection\.[01]|res_layer\.[0134]|out_layer\.0)\.(.+)",
-        lambda m: f"edge_detector.{_EDGE_LAYERS[m[1]]}.{m[2]}",
-    ),
-]
-
-_DISCRIMINATOR_RULES_BACK: list[_Rule] = [
-    (
-        r"(texture|structure)_branch\.convs\.([0-4])\.(.+)",
-        lambda m: f"{m[1]}_branch.conv{int(m[2]) + 1}.0.{m[3]}",
-    ),
-    (
-        r"edge_detector\.(\w+)\.(.+)",
-        lambda m: f"edge_detector.{ {v: k for k, v in _EDGE_LAYERS.items()}[m[1]] }.{m[2]}",
-    ),
-]
 
 # The authors' discriminator registers each branch's first layer a second time under
 # `features.0`; the alias holds the same tensors and is dropped on the way in.
 _ALIAS = re.compile(r"(texture|structure)_branch\.features\.0\.(.+)")
-
-
-def _rename(name: str, rules: list[_Rule]) -> str | None:
-    for pattern, replacement in rules:
-        m = re.fullmatch(pattern, name)
-        if m:
-            return replacement(m) if callable(replacement) else m.expand(replacement)
-    return None
+_ALIASED = re.compile(r"(texture|structure)_branch\.conv1\.0\.(.+)")
 
 
 def authors_name_to_ours(name: str, network: Network) -> str | None:
     """This project's name for an authors' parameter name; None for an alias or unknown name."""
-    rules = _GENERATOR_RULES if network == "generator" else _DISCRIMINATOR_RULES
-    return _rename(name, rules)
+    return _RENAMES[network].forward(name)
 
 
 def our_name_to_authors(name: str, network: Network) -> str | None:
     """The authors' name for one of this project's parameter names (None if it has none)."""
-    rules = _GENERATOR_RULES_BACK if network == "generator" else _DISCRIMINATOR_RULES_BACK
-    return _rename(name, rules)
+    return _RENAMES[network].backward(name)
 
 
 def authors_state_to_ours(state: Mapping[str, Tensor], network: Network) -> dict[str, Tensor]:
@@ -148,7 +105,53 @@ def ours_state_to_authors(state: Mapping[str, Tensor], network: Network) -> dict
         if theirs is None:
             raise KeyError(f"no authors' name for {name}")
         out[theirs] = tensor
-        alias = re.fullmatch(r"(texture|structure)_branch\.conv1\.0\.(.+)", theirs)
-        if network == "discriminator" and alias:
-            out[f"{alias[1]}_branch.features.0.{alias[2]}"] = tensor
+        if network == "discriminator" and (aliased := _ALIASED.fullmatch(theirs)):
+            out[f"{aliased[1]}_branch.features.0.{aliased[2]}"] = tensor
     return out
+
+
+@dataclass(frozen=True)
+class AuthorsEntry:
+    """One key of the authors' state dict.
+
+    ``kind``: "tensor" (a parameter or buffer of its own), "counter" (a BatchNorm
+    ``num_batches_tracked``, shape ``()``) or "alias" (a copy of the key ``source``).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    kind: Literal["tensor", "counter", "alias"] = "tensor"
+    source: str | None = None
+
+
+@functools.cache
+def authors_entries(network: Network) -> tuple[AuthorsEntry, ...]:
+    """Every key of the authors' state dict with its shape, in this project's module order.
+
+    Derived from this project's networks (built on the meta device, so nothing is allocated)
+    renamed by the table above.
+    """
+    check_network(network)
+    from ctsdg.models import Discriminator, Generator
+
+    with torch.device("meta"):
+        model = Generator() if network == "generator" else Discriminator()
+    entries = []
+    for name, tensor in ours_state_to_authors(model.state_dict(), network).items():
+        if _ALIAS.fullmatch(name):
+            source = name.replace(".features.0.", ".conv1.0.")
+            entries.append(AuthorsEntry(name, tuple(tensor.shape), "alias", source))
+        elif name.endswith(".num_batches_tracked"):
+            entries.append(AuthorsEntry(name, (), "counter"))
+        else:
+            entries.append(AuthorsEntry(name, tuple(tensor.shape)))
+    return tuple(entries)
+
+
+def authors_state_shapes(network: Network) -> dict[str, tuple[int, ...]]:
+    """Every key of the authors' ``state_dict()`` for ``network`` with its shape.
+
+    Includes ``num_batches_tracked`` (shape ``()``) and the discriminator's ``features.0``
+    aliases.
+    """
+    return {e.name: e.shape for e in authors_entries(network)}

@@ -24,9 +24,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ctsdg.checkpoints import mindspore
+from ctsdg.checkpoints import mindspore, mindspore_names
 from ctsdg.checkpoints.authors import authors_state_to_ours
 from ctsdg.checkpoints.native import (
     CHECKPOINT_FORMAT,
@@ -129,9 +130,13 @@ def load_weights(path: str | os.PathLike[str]) -> LoadedWeights:
         return _from_torch_file(path)
     if _looks_like_safetensors(head):
         return _from_safetensors(path)
-    if mindspore.looks_like_mindspore_checkpoint(path):
-        return _from_mindspore(path)
-    raise InputError(f"{path}: not a checkpoint format ctsdg reads; expected {ACCEPTED}")
+    try:  # the last format: a file is a MindSpore checkpoint if it parses as one
+        arrays = mindspore.read_mindspore_checkpoint(path)
+    except mindspore.NotAMindSporeCheckpoint:
+        raise InputError(
+            f"{path}: not a checkpoint format ctsdg reads; expected {ACCEPTED}"
+        ) from None
+    return _from_mindspore(path, arrays)
 
 
 def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Generator:
@@ -297,11 +302,10 @@ def _from_safetensors(path: Path) -> LoadedWeights:
 _MINDSPORE_NAME = re.compile(r"(generator|discriminator)(.*)\.ckpt")
 
 
-def _from_mindspore(path: Path) -> LoadedWeights:
+def _from_mindspore(path: Path, arrays: dict[str, np.ndarray]) -> LoadedWeights:
     states: dict[str, dict[str, torch.Tensor]] = {}
-    arrays = mindspore.read_mindspore_checkpoint(path)
-    network = mindspore.detect_mindspore_network(arrays, source=str(path))
-    states[network] = mindspore.mindspore_state_to_authors(arrays, network, source=str(path))
+    network = mindspore_names.detect_mindspore_network(arrays, source=str(path))
+    states[network] = mindspore_names.mindspore_state_to_authors(arrays, network, source=str(path))
     # generator_XXXXXX.ckpt and discriminator_XXXXXX.ckpt are saved side by side.
     m = _MINDSPORE_NAME.fullmatch(path.name)
     if m:
@@ -309,8 +313,8 @@ def _from_mindspore(path: Path) -> LoadedWeights:
         sibling = path.with_name(f"{other}{m[2]}.ckpt")
         if sibling.is_file():
             arrays = mindspore.read_mindspore_checkpoint(sibling)
-            if mindspore.detect_mindspore_network(arrays, source=str(sibling)) == other:
-                states[other] = mindspore.mindspore_state_to_authors(
+            if mindspore_names.detect_mindspore_network(arrays, source=str(sibling)) == other:
+                states[other] = mindspore_names.mindspore_state_to_authors(
                     arrays, other, source=str(sibling)
                 )
     loaded = _authors(path, states.get("generator"), states.get("discriminator"), None)
