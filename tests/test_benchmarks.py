@@ -22,8 +22,21 @@ def test_bench_model_json(capsys) -> None:
 
 
 def test_bench_train_json(capsys) -> None:
-    args = ["bench", "train", "--device", "cpu", "--batch-size", "2", "--size", "128",
-            "--width", "8", "--repeats", "1", "--json"]  # fmt: skip
+    args = [
+        "bench",
+        "train",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+        "--size",
+        "128",
+        "--width",
+        "8",
+        "--repeats",
+        "1",
+        "--json",
+    ]
     assert main(args) == 0
     (result,) = _json_lines(capsys)
     assert result["step_ms"] > 0 and result["batch_size"] == 2 and result["precision"] == "fp32"

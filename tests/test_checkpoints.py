@@ -93,8 +93,10 @@ def test_authors_checkpoint(tmp_path: Path) -> None:
     path = _authors_file(tmp_path / "authors.pth", generator, discriminator)
     weights = load_weights(path)
     assert (weights.format, weights.structure, weights.model) == (
-        "authors", "authors", ModelConfig(width=8, align_corners=False)
-    )  # fmt: skip
+        "authors",
+        "authors",
+        ModelConfig(width=8, align_corners=False),
+    )
     assert weights.extra["iteration"] == 1234
     _same_state(ctsdg.load_generator(path).state_dict(), generator.state_dict())
     _same_state(ctsdg.load_discriminator(path).state_dict(), discriminator.state_dict())

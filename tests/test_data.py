@@ -125,7 +125,7 @@ def test_authors_lut_matches_torch_byte_cast() -> None:
     normalised = (levels.float() / 255 - 0.5) / 0.5  # ToTensor + Normalize(0.5, 0.5)
     expected = (normalised * 255).byte().numpy()
     np.testing.assert_array_equal(AUTHORS_LUT, expected)
-    # -1.0 -> 1 as the spec says; float32 rounding decides the rest: level 127 gives
+    # -1.0 -> 1 (the wrap modulo 256); float32 rounding decides the rest: level 127 gives
     # -0.99999994 * ... = -0.9999999 -> 0 (not 255), level 64 gives -126.99999 -> 130 (not 129)
     assert AUTHORS_LUT[0] == 1 and AUTHORS_LUT[127] == 0 and AUTHORS_LUT[64] == 130
     assert AUTHORS_LUT[128] == 1 and AUTHORS_LUT[255] == 255
@@ -653,6 +653,7 @@ def test_demo_training_samples() -> None:
     assert len(images) == 6 and len(masks) >= 5
 
 
+@pytest.mark.slow
 def test_package_import_is_light_and_exports_resolve() -> None:
     import subprocess
     import sys

@@ -1,4 +1,4 @@
-"""``ctsdg eval``: per-image buckets, batch independence, the seed's printout, reports."""
+"""``ctsdg eval``: per-image buckets, batch independence, the MindSpore port's printout, reports."""
 
 from __future__ import annotations
 
@@ -49,9 +49,15 @@ def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def result(index: int, hole_pixels: int, psnr: float, ssim: float, pixels: int = 100):
     return ImageResult(
-        index=index, source=f"img{index}", hole_ratio=hole_pixels / pixels,
-        hole_pixels=hole_pixels, pixels=pixels, psnr=psnr, ssim=ssim, l1=0.01,
-    )  # fmt: skip
+        index=index,
+        source=f"img{index}",
+        hole_ratio=hole_pixels / pixels,
+        hole_pixels=hole_pixels,
+        pixels=pixels,
+        psnr=psnr,
+        ssim=ssim,
+        l1=0.01,
+    )
 
 
 # --------------------------------------------------------------------------- buckets, text
@@ -194,8 +200,12 @@ def test_model_figures_do_not_depend_on_batch_size(weights_file: Path) -> None:
 
 def test_run_folder_reports_into_the_run_and_explicit_structure_wins(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    state = {"model": {"width": 8, "align_corners": False}, "structure": "correct",
-             "generator": Generator(width=8).state_dict(), "iteration": 10}  # fmt: skip
+    state = {
+        "model": {"width": 8, "align_corners": False},
+        "structure": "correct",
+        "generator": Generator(width=8).state_dict(),
+        "iteration": 10,
+    }
     save_training_checkpoint(run / "checkpoints" / "checkpoint_0000010.pt", state)
     evaluation = quiet_eval(config(checkpoint_path=str(run), eval_limit=2), structure="authors")
     assert evaluation.output_dir == run / "eval" / "checkpoint_0000010-demo"
@@ -218,8 +228,15 @@ def test_cli_prints_seed_block_and_respects_structure_sources(
     lines = out.splitlines()
     start = lines.index("PSNR:")
     assert [line.split(":")[0] for line in lines[start : start + 8]] == [
-        "PSNR", "0-20%", "20-40%", "40-60%", "SSIM", "0-20%", "20-40%", "40-60%",
-    ]  # fmt: skip
+        "PSNR",
+        "0-20%",
+        "20-40%",
+        "40-60%",
+        "SSIM",
+        "0-20%",
+        "20-40%",
+        "40-60%",
+    ]
     assert "60-100% (dropped by the port)" in out
     assert main(["eval", "--config", str(cfg), "structure=correct", "--no-progress"]) == 0
     assert "structure inputs: 'correct' (set explicitly)" in capsys.readouterr().out
@@ -230,9 +247,18 @@ def test_unreadable_image_stops_the_evaluation(tmp_path: Path, capsys) -> None:
     images.mkdir()
     Image.new("RGB", (140, 140), (10, 200, 30)).save(images / "a.png")
     (images / "b.png").write_bytes(b"not a png")
-    code = main(["eval", "dataset=folder", f"data_root={images}", "method=telea",
-                 "image_load_size=[128,128]", "num_parallel_workers=0",
-                 f"output_path={tmp_path / 'o'}", "--no-progress"])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "dataset=folder",
+            f"data_root={images}",
+            "method=telea",
+            "image_load_size=[128,128]",
+            "num_parallel_workers=0",
+            f"output_path={tmp_path / 'o'}",
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert "b.png" in capsys.readouterr().err
 
@@ -243,7 +269,8 @@ def test_bad_settings_are_input_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="pretrained_vgg"):
         evaluate(
             config(method="telea", eval_limit=1, lpips_weights=str(tmp_path / "x.pth")),
-            progress=False, echo=lambda _: None,
-        )  # fmt: skip
+            progress=False,
+            echo=lambda _: None,
+        )
     with pytest.raises(InputError, match="inpaint_radius"):
         config(inpaint_radius=0)

@@ -49,6 +49,7 @@ def pytorch_outputs(checkpoint: Path, inputs) -> list[np.ndarray]:
         return [t.numpy() for t in load_generator(checkpoint)(*inputs)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_onnx_matches_pytorch_with_dynamic_batch(tmp_path: Path, align_corners: bool) -> None:
     checkpoint = tiny_checkpoint(tmp_path, align_corners)
@@ -73,6 +74,7 @@ def test_onnx_matches_pytorch_with_dynamic_batch(tmp_path: Path, align_corners: 
     assert json.loads(metadata["image_size"]) == [SIZE, SIZE]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_torchscript_matches_pytorch_with_dynamic_batch(tmp_path: Path, checkpoint: Path) -> None:
     path = tmp_path / "g.pt"
@@ -88,6 +90,7 @@ def test_torchscript_matches_pytorch_with_dynamic_batch(tmp_path: Path, checkpoi
     assert read_metadata(path)["structure"] == "authors"
 
 
+@pytest.mark.slow
 def test_cli_export_prints_the_difference_and_fails_on_mismatch(
     tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch
 ) -> None:
@@ -108,12 +111,16 @@ def test_cli_export_prints_the_difference_and_fails_on_mismatch(
     assert main([*args[:-1], "200"]) == 2  # not a multiple of 128
 
 
+@pytest.mark.slow
 def test_export_size_defaults_to_the_recorded_training_size(tmp_path: Path) -> None:
     from ctsdg.checkpoints import save_training_checkpoint
 
-    state = {"model": {"width": 8, "align_corners": False}, "structure": "correct",
-             "generator": Generator(width=8).state_dict(),
-             "config": {"image_load_size": [128, 128]}}  # fmt: skip
+    state = {
+        "model": {"width": 8, "align_corners": False},
+        "structure": "correct",
+        "generator": Generator(width=8).state_dict(),
+        "config": {"image_load_size": [128, 128]},
+    }
     path = save_training_checkpoint(tmp_path / "checkpoint_0000001.pt", state)
     result = export(path, tmp_path / "g.pt", "torchscript")
     assert result.size == 128 and json.loads(result.metadata["image_size"]) == [128, 128]
@@ -122,14 +129,45 @@ def test_export_size_defaults_to_the_recorded_training_size(tmp_path: Path) -> N
 # --------------------------------------------------------------------------- bench infer
 
 DOCUMENTED_KEYS = {
-    "target", "device", "device_name", "backend", "status", "size", "width", "batch",
-    "threads", "torch", "onnxruntime", "repeats", "batch1_ms", "batch_images_per_s", "setup_s",
-}  # fmt: skip
+    "target",
+    "device",
+    "device_name",
+    "backend",
+    "status",
+    "size",
+    "width",
+    "batch",
+    "threads",
+    "torch",
+    "onnxruntime",
+    "repeats",
+    "batch1_ms",
+    "batch_images_per_s",
+    "setup_s",
+}
 
 
+@pytest.mark.slow
 def test_bench_infer_json_prints_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", "infer", "--json", "--device", "cpu", "--size", "128", "--width", "8",
-                 "--batch", "2", "--repeats", "1", "--backends", "eager,onnxruntime"])  # fmt: skip
+    code = main(
+        [
+            "bench",
+            "infer",
+            "--json",
+            "--device",
+            "cpu",
+            "--size",
+            "128",
+            "--width",
+            "8",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+            "--backends",
+            "eager,onnxruntime",
+        ]
+    )
     assert code == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["backend"] for r in lines] == ["eager", "onnxruntime"]
@@ -144,8 +182,25 @@ def test_bench_infer_reports_a_failing_backend(monkeypatch, capsys) -> None:
         raise RuntimeError("no C++ compiler found\nmore detail")
 
     monkeypatch.setattr(torch, "compile", broken)
-    code = main(["bench", "infer", "--json", "--device", "cpu", "--size", "128", "--width", "8",
-                 "--batch", "1", "--repeats", "1", "--backends", "compiled"])  # fmt: skip
+    code = main(
+        [
+            "bench",
+            "infer",
+            "--json",
+            "--device",
+            "cpu",
+            "--size",
+            "128",
+            "--width",
+            "8",
+            "--batch",
+            "1",
+            "--repeats",
+            "1",
+            "--backends",
+            "compiled",
+        ]
+    )
     assert code == 0
     (result,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert result["status"] == "failed"

@@ -90,16 +90,25 @@ def test_losses() -> None:
     }
     out = GeneratorOutput(t(gen["output"]), t(gen["projected_image"]), t(gen["projected_edge"]))
     terms = generator_loss_terms(
-        out, t(gen["image"]), t(gen["mask"]), t(gen["edge"]),
-        t(disc["fake_pred"]), t(disc["fake_edge_pred"]),
-        features["output"], features["comp"], features["ground_truth"],
-    )  # fmt: skip
+        out,
+        t(gen["image"]),
+        t(gen["mask"]),
+        t(gen["edge"]),
+        t(disc["fake_pred"]),
+        t(disc["fake_edge_pred"]),
+        features["output"],
+        features["comp"],
+        features["ground_truth"],
+    )
     for name, value in terms.items():
         assert value.item() == pytest.approx(float(data[f"g_loss_{name}"]), abs=ATOL), name
     total, _ = discriminator_loss(
-        t(disc["real_pred"]), t(disc["fake_pred"]), t(disc["real_edge_pred"]),
-        t(disc["fake_edge_pred"]), t(gen["edge"]),
-    )  # fmt: skip
+        t(disc["real_pred"]),
+        t(disc["fake_pred"]),
+        t(disc["real_edge_pred"]),
+        t(disc["fake_edge_pred"]),
+        t(gen["edge"]),
+    )
     assert total.item() == pytest.approx(float(data["d_loss_adversarial"]), abs=ATOL)
 
 

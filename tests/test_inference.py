@@ -204,8 +204,14 @@ def test_cli_single_file_keeps_format_size_and_alpha(tmp_path: Path, weights_fil
     result = Image.open(out)
     assert result.format == "WEBP" and result.mode == "RGBA" and result.size == (260, 180)
     # JPEG cannot keep the alpha channel: a clear error, naming the file
-    code = cli(tmp_path / "in.png", tmp_path / "mask.png", "-o", tmp_path / "out.jpg",
-               "--checkpoint", weights_file)  # fmt: skip
+    code = cli(
+        tmp_path / "in.png",
+        tmp_path / "mask.png",
+        "-o",
+        tmp_path / "out.jpg",
+        "--checkpoint",
+        weights_file,
+    )
     assert code == 2
 
 
@@ -252,12 +258,24 @@ def test_cli_one_mask_for_a_folder_and_unmatched_images(
 def test_cli_unreadable_files_are_named(tmp_path: Path, weights_file: Path, capsys) -> None:
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
     box_mask(20, 20, (5, 5, 10, 10)).save(tmp_path / "m.png")
-    code = cli(tmp_path / "broken.png", tmp_path / "m.png", "-o", tmp_path / "o.png",
-               "--checkpoint", weights_file)  # fmt: skip
+    code = cli(
+        tmp_path / "broken.png",
+        tmp_path / "m.png",
+        "-o",
+        tmp_path / "o.png",
+        "--checkpoint",
+        weights_file,
+    )
     assert code == 2
     assert "broken.png" in capsys.readouterr().err
-    code = cli(tmp_path / "m.png", tmp_path / "missing.png", "-o", tmp_path / "o.png",
-               "--checkpoint", weights_file)  # fmt: skip
+    code = cli(
+        tmp_path / "m.png",
+        tmp_path / "missing.png",
+        "-o",
+        tmp_path / "o.png",
+        "--checkpoint",
+        weights_file,
+    )
     assert code == 2
     assert "missing.png" in capsys.readouterr().err
 
@@ -265,9 +283,12 @@ def test_cli_unreadable_files_are_named(tmp_path: Path, weights_file: Path, caps
 def test_model_size_defaults_to_the_recorded_training_size(tmp_path: Path, weights_file) -> None:
     from ctsdg.checkpoints import save_training_checkpoint
 
-    state = {"model": {"width": 8, "align_corners": False}, "structure": "correct",
-             "generator": Generator(width=8).state_dict(),
-             "config": {"image_load_size": [128, 128]}}  # fmt: skip
+    state = {
+        "model": {"width": 8, "align_corners": False},
+        "structure": "correct",
+        "generator": Generator(width=8).state_dict(),
+        "config": {"image_load_size": [128, 128]},
+    }
     path = save_training_checkpoint(tmp_path / "checkpoint_0000001.pt", state)
     inpainter = Inpainter.from_checkpoint(path)
     assert inpainter.size == 128 and inpainter.structure == "correct"

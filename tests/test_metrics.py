@@ -56,9 +56,14 @@ def test_psnr_and_ssim_match_skimage_on_photographs() -> None:
     for i in range(4):
         ref_psnr = peak_signal_noise_ratio(clean[i], noisy[i], data_range=1)
         ref_ssim = structural_similarity(
-            noisy[i], clean[i], gaussian_weights=True, sigma=1.5,
-            use_sample_covariance=False, data_range=1, channel_axis=-1,
-        )  # fmt: skip
+            noisy[i],
+            clean[i],
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=1,
+            channel_axis=-1,
+        )
         assert ours_psnr[i].item() == pytest.approx(ref_psnr, rel=1e-5)
         assert ours_ssim[i].item() == pytest.approx(ref_ssim, rel=1e-4)
         assert 0.5 < ref_ssim < 0.999  # a realistic, not a degenerate, case

@@ -99,10 +99,17 @@ def test_finetune_freezes_the_chosen_batchnorm(scope: str) -> None:
 
 def test_run_writes_logs_checkpoints_and_samples(tmp_path: Path) -> None:
     config = _config(
-        tmp_path, train_iter=3, finetune_iter=2, sample_every=2, keep_checkpoint_max=2,
-        tensorboard=True, finetune_freeze_bn="encoder", val_every=4, val_samples=3,
+        tmp_path,
+        train_iter=3,
+        finetune_iter=2,
+        sample_every=2,
+        keep_checkpoint_max=2,
+        tensorboard=True,
+        finetune_freeze_bn="encoder",
+        val_every=4,
+        val_samples=3,
         test_batch_size=2,
-    )  # fmt: skip
+    )
     result = train(config)
     run = Path(config.save_path)
     assert result.status == "finished" and result.iteration == 5
@@ -123,8 +130,9 @@ def test_run_writes_logs_checkpoints_and_samples(tmp_path: Path) -> None:
     assert load_config(run / "config.yaml").to_dict() == config.to_dict()
     assert final["optimizer_g"]["param_groups"][0]["lr"] == pytest.approx(config.gen_lr_finetune)
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
-        "iter_0000002.png", "iter_0000004.png",
-    ]  # fmt: skip
+        "iter_0000002.png",
+        "iter_0000004.png",
+    ]
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     # The checkpoint is a user-facing file too.
     weights = load_weights(run)
@@ -236,12 +244,32 @@ def _tiny_args(tmp_path: Path, **extra) -> list[str]:
     "sig,workers",
     [(signal.SIGTERM, 0), (signal.SIGINT, 1)],  # SIGINT to the whole group, as Ctrl-C does
 )
+@pytest.mark.slow
 def test_signal_saves_a_checkpoint_and_resume_continues(tmp_path: Path, sig, workers) -> None:
-    cmd = [sys.executable, "-m", "ctsdg", "train", "--config", "demo",
-           *_tiny_args(tmp_path, train_iter=10_000, finetune_iter=0, save_checkpoint_steps=10_000,
-                       num_parallel_workers=workers)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=_cli_env(), cwd=tmp_path, start_new_session=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "ctsdg",
+        "train",
+        "--config",
+        "demo",
+        *_tiny_args(
+            tmp_path,
+            train_iter=10_000,
+            finetune_iter=0,
+            save_checkpoint_steps=10_000,
+            num_parallel_workers=workers,
+        ),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_cli_env(),
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     for line in proc.stdout:
         if "iter: 2," in line:
             os.killpg(proc.pid, sig)  # the DataLoader's worker gets it too
@@ -266,14 +294,18 @@ def _free_port() -> int:
 
 def _ddp_worker(rank: int, world_size: int, port: int, tmp: str, queue) -> None:
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-        WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-    )  # fmt: skip
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     result = train(_config(Path(tmp), train_iter=3, finetune_iter=1, device="cpu"))
     queue.put((rank, result.digest, result.indices_seen, result.iteration))
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training(tmp_path: Path) -> None:
     ctx = mp.get_context("spawn")
     queue, port = ctx.Queue(), _free_port()
@@ -295,12 +327,24 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
     assert [i for i, _ in list_checkpoints(tmp_path / "run")] == [2, 4]
 
 
+@pytest.mark.slow
 def test_torchrun_launch(tmp_path: Path) -> None:
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "ctsdg", "train",
-           "--config", "demo", *_tiny_args(tmp_path, train_iter=2, finetune_iter=0)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_cli_env(), cwd=tmp_path,
-                          timeout=300)  # fmt: skip
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "ctsdg",
+        "train",
+        "--config",
+        "demo",
+        *_tiny_args(tmp_path, train_iter=2, finetune_iter=0),
+    ]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, env=_cli_env(), cwd=tmp_path, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "on 2 x cpu" in done.stdout
     assert done.stdout.count("iter: 2, loss_g") == 1  # rank 0 alone logs

@@ -193,8 +193,8 @@ def mindspore_state_to_authors(
     """
     check_network(network)
     where = f"{source}: " if source else ""
-    spec = authors_entries(network)
-    stored = {e.name: e for e in spec if e.kind == "tensor"}
+    entries = authors_entries(network)
+    stored = {e.name: e for e in entries if e.kind == "tensor"}
     found: dict[str, tuple[str, np.ndarray]] = {}
     unknown: list[str] = []
     ignored: list[str] = []
@@ -231,7 +231,7 @@ def mindspore_state_to_authors(
         )
 
     state: dict[str, torch.Tensor] = {}
-    for entry in spec:
+    for entry in entries:
         if entry.kind == "counter":
             state[entry.name] = torch.zeros((), dtype=torch.int64)
             continue
