@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ctsdg.cli import main
 
 
@@ -11,6 +13,7 @@ def _json_lines(capsys) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_bench_model_json(capsys) -> None:
     args = ["bench", "model", "--device", "cpu", "--size", "128", "--width", "8", "--repeats", "1"]
     assert main([*args, "--json", "--reference"]) == 0
@@ -21,6 +24,7 @@ def test_bench_model_json(capsys) -> None:
     assert main([*args[:-2], "--size", "100"]) == 2  # not a multiple of 128
 
 
+@pytest.mark.slow
 def test_bench_train_json(capsys) -> None:
     args = [
         "bench",
