@@ -147,27 +147,14 @@ DOCUMENTED_KEYS = {
 }
 
 
+def _bench_infer(batch: int, backends: str) -> int:
+    args = ["bench", "infer", "--json", "--device", "cpu", "--size", "128", "--width", "8"]
+    return main([*args, "--repeats", "1", "--batch", str(batch), "--backends", backends])
+
+
 @pytest.mark.slow
 def test_bench_infer_json_prints_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(
-        [
-            "bench",
-            "infer",
-            "--json",
-            "--device",
-            "cpu",
-            "--size",
-            "128",
-            "--width",
-            "8",
-            "--batch",
-            "2",
-            "--repeats",
-            "1",
-            "--backends",
-            "eager,onnxruntime",
-        ]
-    )
+    code = _bench_infer(batch=2, backends="eager,onnxruntime")
     assert code == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["backend"] for r in lines] == ["eager", "onnxruntime"]
@@ -182,25 +169,7 @@ def test_bench_infer_reports_a_failing_backend(monkeypatch, capsys) -> None:
         raise RuntimeError("no C++ compiler found\nmore detail")
 
     monkeypatch.setattr(torch, "compile", broken)
-    code = main(
-        [
-            "bench",
-            "infer",
-            "--json",
-            "--device",
-            "cpu",
-            "--size",
-            "128",
-            "--width",
-            "8",
-            "--batch",
-            "1",
-            "--repeats",
-            "1",
-            "--backends",
-            "compiled",
-        ]
-    )
+    code = _bench_infer(batch=1, backends="compiled")
     assert code == 0
     (result,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert result["status"] == "failed"
