@@ -2,9 +2,10 @@
 
 The golden vectors ship with the repository, so a golden test never has a reason to skip: any
 such skip fails the run. With ``CTSDG_STRICT_SKIPS=1`` (set by ``.ci/run``) every other skip must
-say in its reason that it needs a GPU (``GPU`` / ``CUDA``) or an ``optional`` tool; anything
-else (missing data, a missing dependency) fails the run too, so a fresh clone's suite cannot
-pass by skipping. Use it elsewhere with ``pytest -p tests.skip_policy``.
+say in its reason that it needs a GPU (``GPU`` / ``CUDA``) or an optional tool: the word
+``optional``, or the tool's install command (``apt-get install chromium``, ``pip install x``).
+Anything else (missing data, a missing dependency) fails the run too, so a fresh clone's suite
+cannot pass by skipping. Use it elsewhere with ``pytest -p tests.skip_policy``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 
 STRICT_ENV = "CTSDG_STRICT_SKIPS"
-ALLOWED_REASON = re.compile(r"\b(gpu|cuda|optional)\b", re.IGNORECASE)
+ALLOWED_REASON = re.compile(r"\b(gpu|cuda|optional)\b|\b(apt-get|apt|pip) install\b", re.IGNORECASE)
 GOLDEN_MODULES = ("test_golden.py",)
 PLUGIN_NAME = "ctsdg-skip-policy"
 

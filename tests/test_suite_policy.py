@@ -49,6 +49,8 @@ def test_golden_data_is_in_the_repository_and_small() -> None:
         ("tests/test_models.py::test_x", "CUDA is not available", True, False),
         ("tests/test_models.py::test_x", "needs a GPU", True, False),
         ("tests/test_x.py::test_y[a]", "optional tool chromium is not installed", True, False),
+        ("tests/test_x.py::test_y", "no chromium (apt-get install chromium)", True, False),
+        ("tests/test_x.py::test_y", "no chromium", True, True),
     ],
 )
 def test_skip_refusal_rules(nodeid: str, reason: str, strict: bool, refused: bool) -> None:
