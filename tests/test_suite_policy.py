@@ -26,6 +26,19 @@ def test_golden_data_loads_with_every_reference_array(name: str) -> None:
     assert inputs.get(name, set()) <= set(arrays)
 
 
+def test_a_rule_that_stops_reproducing_an_input_fails_loudly(monkeypatch) -> None:
+    import tests.golden
+
+    wrong_seed = lambda: tests.golden._random_inputs(6, 1)  # noqa: E731
+    monkeypatch.setitem(tests.golden._RULES, "generator_eval", wrong_seed)
+    golden.cache_clear()
+    try:
+        with pytest.raises(AssertionError, match=r"generator_eval\.npz: the rebuilt 'image'"):
+            golden("generator_eval")
+    finally:
+        golden.cache_clear()
+
+
 def test_golden_data_is_in_the_repository_and_small() -> None:
     files = [p for p in DATA.rglob("*") if p.is_file()]
     assert {f"{n}.npz" for n in STORED} | set(COPIED) <= {
