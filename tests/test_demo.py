@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
@@ -41,9 +40,9 @@ def test_readme_documents_every_config_key_with_its_default() -> None:
     readme = (ROOT / "README.md").read_text()
     rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", readme, flags=re.MULTILINE))
     defaults = Config()
-    for field in dataclasses.fields(Config):
-        assert field.name in rows, f"README misses config key {field.name}"
-        value = getattr(defaults, field.name)
+    for name in Config.model_fields:
+        assert name in rows, f"README misses config key {name}"
+        value = getattr(defaults, name)
         if isinstance(value, tuple):
             shown = "[" + ", ".join(str(v) for v in value) + "]"
         elif isinstance(value, bool):
@@ -52,7 +51,7 @@ def test_readme_documents_every_config_key_with_its_default() -> None:
             shown = value or '""'
         else:
             shown = str(value)
-        assert rows[field.name] == shown, f"README default of {field.name}: {rows[field.name]}"
+        assert rows[name] == shown, f"README default of {name}: {rows[name]}"
     assert not set(rows) & SEED_ONLY_KEYS
 
 

@@ -20,7 +20,7 @@ from ctsdg.cli import main
 from ctsdg.config import load_config, shipped_config
 from ctsdg.errors import InputError
 from ctsdg.training import NonFiniteLossError, train
-from ctsdg.training.trainer import learning_rates, set_train_mode, stage_at, stage_plan
+from ctsdg.training.schedule import learning_rates, set_train_mode, stage_at, stage_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,7 +153,6 @@ def test_resume_is_exact(tmp_path: Path) -> None:
     a, b = _state(straight.checkpoint), _state(resumed.checkpoint)
     for key in ("generator", "discriminator", "optimizer_g", "optimizer_d", "scaler", "rng"):
         _assert_same(a[key], b[key], key)
-    assert straight.digest == resumed.digest
 
 
 def test_resume_auto_with_nothing_starts_fresh_and_bad_paths_fail(tmp_path: Path) -> None:
@@ -232,6 +231,7 @@ def _tiny_args(tmp_path: Path, **extra) -> list[str]:
     return [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in values.items()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sig,workers",
     [(signal.SIGTERM, 0), (signal.SIGINT, 1)],  # SIGINT to the whole group, as Ctrl-C does
@@ -266,14 +266,36 @@ def _free_port() -> int:
 
 def _ddp_worker(rank: int, world_size: int, port: int, tmp: str, queue) -> None:
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-        WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-    )  # fmt: skip
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
+    from ctsdg.training import distributed, trainer
+
+    # Observe from outside: the replica digests of the last consistency check and the samples
+    # this rank trained on.
+    digests: list[str] = []
+    seen: list[int] = []
+    check, step = distributed.check_consistency, trainer.generator_step
+
+    def recording_check(module, ctx, what):
+        digests.append(check(module, ctx, what))
+        return digests[-1]
+
+    def recording_step(state, batch):
+        seen.extend(batch.index.tolist())
+        return step(state, batch)
+
+    distributed.check_consistency = recording_check
+    trainer.generator_step = recording_step
     result = train(_config(Path(tmp), train_iter=3, finetune_iter=1, device="cpu"))
-    queue.put((rank, result.digest, result.indices_seen, result.iteration))
+    queue.put((rank, digests[-2:], seen, result.iteration))
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training(tmp_path: Path) -> None:
     ctx = mp.get_context("spawn")
     queue, port = ctx.Queue(), _free_port()
@@ -289,12 +311,13 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
     results = sorted(queue.get(timeout=10) for _ in procs)
     (_, digest0, seen0, it0), (_, digest1, seen1, it1) = results
     assert it0 == it1 == 4
-    assert digest0 == digest1  # identical replicas after 4 steps
+    assert len(digest0) == 2 and digest0 == digest1  # identical replicas after 4 steps
     assert len(seen0) == len(seen1) == 8 and not set(seen0) & set(seen1)  # disjoint shards
     # Only rank 0 wrote files.
     assert [i for i, _ in list_checkpoints(tmp_path / "run")] == [2, 4]
 
 
+@pytest.mark.slow
 def test_torchrun_launch(tmp_path: Path) -> None:
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "ctsdg", "train",
