@@ -40,8 +40,16 @@ CHECKPOINT_FORMAT = "ctsdg-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 _CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)\.pt")
-_REQUIRED = ("model", "iteration", "generator", "discriminator")
-_RESTORED = ("optimizer_g", "optimizer_d", "scaler", "rng")
+_REQUIRED = ("model",)  # enough to build a generator from (weights-only users)
+_RESTORED = (
+    "iteration",
+    "generator",
+    "discriminator",
+    "optimizer_g",
+    "optimizer_d",
+    "scaler",
+    "rng",
+)
 # Keys that may change between a run and its resume without changing what is trained.
 _RESUME_IGNORED = frozenset(
     {"resume", "save_path", "progress", "tensorboard", "device", "num_parallel_workers"}
@@ -115,10 +123,11 @@ def parse_training_checkpoint(path: Path, data: Any) -> TrainingCheckpoint:
             f"{path}: not a ctsdg training checkpoint; resume needs one "
             "(use pretrained=PATH to start from other weights)"
         )
-    if data.get("version", CHECKPOINT_VERSION) > CHECKPOINT_VERSION:
+    version = data.get("version", CHECKPOINT_VERSION)
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
         raise InputError(
-            f"{path}: training checkpoint version {data['version']} is newer than this ctsdg "
-            f"reads ({CHECKPOINT_VERSION}); upgrade ctsdg"
+            f"{path}: training checkpoint version {version!r}; this ctsdg reads version "
+            f"{CHECKPOINT_VERSION} and older"
         )
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
@@ -127,7 +136,7 @@ def parse_training_checkpoint(path: Path, data: Any) -> TrainingCheckpoint:
     if structure not in STRUCTURES:
         raise InputError(f"{path}: unknown structure convention {structure!r}")
     model = ModelConfig.from_dict(data["model"], path)
-    return TrainingCheckpoint(path, model, structure, int(data["iteration"]), data)
+    return TrainingCheckpoint(path, model, structure, int(data.get("iteration", 0)), data)
 
 
 def read_training_checkpoint(
