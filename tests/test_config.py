@@ -108,8 +108,11 @@ def test_each_value_records_where_it_came_from(tmp_path: Path) -> None:
     assert config.origin("batch_size") == "base"
     assert config.origin("sigma") == "default"
     assert config.sources == {
-        "width": "file", "structure": "file", "seed": "override", "batch_size": "base"
-    }  # fmt: skip
+        "width": "file",
+        "structure": "file",
+        "seed": "override",
+        "batch_size": "base",
+    }
     assert config.file == path
     changed = config.replace(method="telea")
     assert changed.origin("method") == "override" and changed.origin("width") == "file"

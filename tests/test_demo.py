@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from ctsdg.cli import main
@@ -13,27 +14,54 @@ from ctsdg.config import SEED_ONLY_KEYS, Config
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_demo_writes_report_and_samples(tmp_path: Path, capsys) -> None:
     run = tmp_path / "demo"
-    args = ["demo", f"save_path={run}", "width=8", "train_iter=2", "finetune_iter=1",
-            "batch_size=2", "--no-progress"]  # fmt: skip
+    args = [
+        "demo",
+        f"save_path={run}",
+        "width=8",
+        "train_iter=2",
+        "finetune_iter=1",
+        "batch_size=2",
+        "--no-progress",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert f"report: {run / 'report.md'}" in printed
     report = (run / "report.md").read_text()
     assert "A smoke run, not the paper's model" in report
-    for needle in ("CTSDG PSNR", "Telea PSNR", "Navier-Stokes PSNR", "0-20%:", "## Config",
-                   "## Time taken", "| total |"):  # fmt: skip
+    for needle in (
+        "CTSDG PSNR",
+        "Telea PSNR",
+        "Navier-Stokes PSNR",
+        "0-20%:",
+        "## Config",
+        "## Time taken",
+        "| total |",
+    ):
         assert needle in report, needle
     rows = [line for line in report.splitlines() if re.match(r"\| \d+-\d+%", line)]
     assert rows and all(line.split(" | ")[1] != "0" for line in rows)  # empty buckets left out
     samples = Image.open(run / "samples.png")
     assert samples.width > 5 * 128 and samples.height > 6 * 128
     assert sorted(p.name for p in (run / "inpainted").iterdir()) == [
-        "chelsea.png", "immunohistochemistry.png", "rocket.png",
-    ]  # fmt: skip
+        "chelsea.png",
+        "immunohistochemistry.png",
+        "rocket.png",
+    ]
     for method in ("ctsdg", "telea", "ns"):
         assert (run / "eval" / method / "metrics.json").is_file()
+
+
+def test_demo_refuses_to_replace_a_run(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "demo"
+    run.mkdir()
+    (run / "config.yaml").write_text("width: 8\n")  # a run from before
+    assert main(["demo", f"save_path={run}", "width=8", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a run already" in err and "--overwrite" in err
+    assert (run / "config.yaml").read_text() == "width: 8\n"
 
 
 def test_readme_documents_every_config_key_with_its_default() -> None:

@@ -99,10 +99,17 @@ def test_finetune_freezes_the_chosen_batchnorm(scope: str) -> None:
 
 def test_run_writes_logs_checkpoints_and_samples(tmp_path: Path) -> None:
     config = _config(
-        tmp_path, train_iter=3, finetune_iter=2, sample_every=2, keep_checkpoint_max=2,
-        tensorboard=True, finetune_freeze_bn="encoder", val_every=4, val_samples=3,
+        tmp_path,
+        train_iter=3,
+        finetune_iter=2,
+        sample_every=2,
+        keep_checkpoint_max=2,
+        tensorboard=True,
+        finetune_freeze_bn="encoder",
+        val_every=4,
+        val_samples=3,
         test_batch_size=2,
-    )  # fmt: skip
+    )
     result = train(config)
     run = Path(config.save_path)
     assert result.status == "finished" and result.iteration == 5
@@ -123,8 +130,9 @@ def test_run_writes_logs_checkpoints_and_samples(tmp_path: Path) -> None:
     assert load_config(run / "config.yaml").to_dict() == config.to_dict()
     assert final["optimizer_g"]["param_groups"][0]["lr"] == pytest.approx(config.gen_lr_finetune)
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
-        "iter_0000002.png", "iter_0000004.png",
-    ]  # fmt: skip
+        "iter_0000002.png",
+        "iter_0000004.png",
+    ]
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     # The checkpoint is a user-facing file too.
     weights = load_weights(run)
@@ -237,11 +245,30 @@ def _tiny_args(tmp_path: Path, **extra) -> list[str]:
     [(signal.SIGTERM, 0), (signal.SIGINT, 1)],  # SIGINT to the whole group, as Ctrl-C does
 )
 def test_signal_saves_a_checkpoint_and_resume_continues(tmp_path: Path, sig, workers) -> None:
-    cmd = [sys.executable, "-m", "ctsdg", "train", "--config", "demo",
-           *_tiny_args(tmp_path, train_iter=10_000, finetune_iter=0, save_checkpoint_steps=10_000,
-                       num_parallel_workers=workers)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=_cli_env(), cwd=tmp_path, start_new_session=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "ctsdg",
+        "train",
+        "--config",
+        "demo",
+        *_tiny_args(
+            tmp_path,
+            train_iter=10_000,
+            finetune_iter=0,
+            save_checkpoint_steps=10_000,
+            num_parallel_workers=workers,
+        ),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_cli_env(),
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     for line in proc.stdout:
         if "iter: 2," in line:
             os.killpg(proc.pid, sig)  # the DataLoader's worker gets it too
@@ -320,10 +347,21 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_torchrun_launch(tmp_path: Path) -> None:
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "ctsdg", "train",
-           "--config", "demo", *_tiny_args(tmp_path, train_iter=2, finetune_iter=0)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_cli_env(), cwd=tmp_path,
-                          timeout=300)  # fmt: skip
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "ctsdg",
+        "train",
+        "--config",
+        "demo",
+        *_tiny_args(tmp_path, train_iter=2, finetune_iter=0),
+    ]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, env=_cli_env(), cwd=tmp_path, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "on 2 x cpu" in done.stdout
     assert done.stdout.count("iter: 2, loss_g") == 1  # rank 0 alone logs
@@ -533,10 +571,75 @@ def test_interrupted_demo_stops_with_130(tmp_path: Path, monkeypatch, capsys) ->
 
     monkeypatch.setattr(trainer, "generator_step", signalled)
     run = tmp_path / "demo"
-    args = ["demo", f"save_path={run}", "width=8", "train_iter=50", "finetune_iter=0",
-            "batch_size=2", "--no-progress"]  # fmt: skip
+    args = [
+        "demo",
+        f"save_path={run}",
+        "width=8",
+        "train_iter=50",
+        "finetune_iter=0",
+        "batch_size=2",
+        "--no-progress",
+    ]
     assert main(args) == 130
     out = capsys.readouterr()
     assert "training stopped at iteration 1" in out.out and "ctsdg: interrupted" in out.err
     assert [i for i, _ in list_checkpoints(run)] == [1]
     assert not (run / "report.md").exists() and not (run / "eval").exists()
+
+
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        ({"format": "something-else"}, "not a ctsdg training checkpoint"),
+        ({"format": "ctsdg-checkpoint", "version": 99, "model": {}}, "version 99"),
+        ({"format": "ctsdg-checkpoint", "version": 1}, "lacks model"),
+        ({"format": "ctsdg-checkpoint", "model": {"width": 8}}, "model config"),
+        (
+            {"format": "ctsdg-checkpoint", "structure": "wrapped", "model": {}},
+            "unknown structure convention 'wrapped'",
+        ),
+    ],
+)
+def test_bad_training_checkpoints_are_named(tmp_path: Path, data, expected) -> None:
+    from ctsdg.training.checkpoint import read_training_checkpoint
+
+    path = tmp_path / "checkpoint_0000001.pt"
+    torch.save(data, path)
+    with pytest.raises(InputError, match=expected) as info:
+        read_training_checkpoint(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_weights_only_checkpoint_cannot_be_resumed(tmp_path: Path) -> None:
+    from ctsdg.checkpoints import save_training_checkpoint
+    from ctsdg.models import Generator
+
+    path = tmp_path / "weights.pt"
+    generator = Generator(width=8).state_dict()
+    save_training_checkpoint(
+        path, {"model": {"width": 8, "align_corners": False}, "generator": generator}
+    )
+    assert load_weights(path).generator is not None  # fine for inference
+    with pytest.raises(InputError, match="cannot resume exactly, checkpoint lacks iteration"):
+        train(_config(tmp_path, train_iter=1, finetune_iter=0, resume=str(path)))
+
+
+@pytest.mark.parametrize(
+    "code,reason",
+    [
+        ("ENOSPC", "no space left on the device"),
+        ("EROFS", "read-only file system"),
+        ("EACCES", "permission denied"),
+        ("ENOTDIR", "a parent is not a directory"),
+        ("ECONNRESET", "Connection reset by peer"),  # no wording of ours: the system's
+    ],
+)
+def test_os_errors_in_words(code: str, reason: str) -> None:
+    import errno
+
+    from ctsdg.errors import describe_os_error
+
+    number = getattr(errno, code)
+    err = OSError(number, os.strerror(number), "/x/y")
+    assert describe_os_error("/out", err) == f"/out: {reason}"
+    assert describe_os_error(None, err) == f"/x/y: {reason}"
