@@ -59,8 +59,9 @@ def test_demo_refuses_to_replace_a_run(tmp_path: Path, capsys) -> None:
     run.mkdir()
     (run / "config.yaml").write_text("width: 8\n")  # a run from before
     assert main(["demo", f"save_path={run}", "width=8", "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "holds a run already" in err and "--overwrite" in err
+    lines = capsys.readouterr().err.splitlines()
+    (err,) = [line for line in lines if line.startswith("ctsdg: error:")]
+    assert "holds a run already" in err and "--overwrite" in err
     assert (run / "config.yaml").read_text() == "width: 8\n"
 
 

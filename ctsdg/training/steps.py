@@ -171,16 +171,16 @@ def build_state(config: Config, ctx: Context) -> TrainState:
         # passes invalidate tensors its backward saved.
         wrapped_g = torch.compile(wrapped_g)
     return TrainState(
-        wrapped_g,
-        wrapped_d,
-        generator,
-        discriminator,
-        loss,
-        optimizer_g,
-        optimizer_d,
-        scaler,
-        config,
-        ctx,
+        generator=wrapped_g,
+        discriminator=wrapped_d,
+        raw_generator=generator,
+        raw_discriminator=discriminator,
+        loss=loss,
+        optimizer_g=optimizer_g,
+        optimizer_d=optimizer_d,
+        scaler=scaler,
+        config=config,
+        ctx=ctx,
     )
 
 
