@@ -77,6 +77,7 @@ Count = Annotated[int, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
 Unit = Annotated[float, Field(ge=0, le=1)]
 Beta = Annotated[float, Field(ge=0, lt=1)]
+Weight = Annotated[float, Field(ge=0)]  # a loss weight (0 switches its term off)
 Device = Annotated[
     str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")
 ]
@@ -142,12 +143,12 @@ class Config(BaseModel):
     tensorboard: bool = True
     progress: bool = True
 
-    hole_loss_w: float = _WEIGHTS.hole
-    valid_loss_w: float = _WEIGHTS.valid
-    perceptual_loss_w: float = _WEIGHTS.perceptual
-    style_loss_w: float = _WEIGHTS.style
-    adversarial_loss_w: float = _WEIGHTS.adversarial
-    intermediate_loss_w: float = _WEIGHTS.intermediate
+    hole_loss_w: Weight = _WEIGHTS.hole
+    valid_loss_w: Weight = _WEIGHTS.valid
+    perceptual_loss_w: Weight = _WEIGHTS.perceptual
+    style_loss_w: Weight = _WEIGHTS.style
+    adversarial_loss_w: Weight = _WEIGHTS.adversarial
+    intermediate_loss_w: Weight = _WEIGHTS.intermediate
 
     # --- speed
     device: Device = "auto"  # auto, cpu, cuda, cuda:N
@@ -265,6 +266,8 @@ def _one_line(err: ValidationError) -> str:
         return f"unknown config key {loc[0]!r}; valid keys: {', '.join(KEYS)}"
     if first["type"] == "value_error":  # the cross-key rules above word their own message
         return str(first["ctx"]["error"])
+    if not loc:
+        return f"config: {first['msg']}"
     where = loc[0] + (f"[{loc[1]}]" if len(loc) > 1 else "")
     message = first["msg"]
     message = message[0].lower() + message[1:]

@@ -24,6 +24,7 @@ from ctsdg.losses import LossWeights
         ("batch_size=0", "batch_size", "greater than or equal to 1"),
         ("train_iter=-1", "train_iter", "greater than or equal to 0"),
         ("sigma=0", "sigma", "greater than 0"),
+        ("style_loss_w=-1", "style_loss_w", "greater than or equal to 0"),
         ("gen_lr_train=.nan", "gen_lr_train", "finite number"),
         ("stage=pretrain", "stage", "expected 'all', 'train' or 'finetune'"),
         ("width=wide", "width", "valid integer"),
