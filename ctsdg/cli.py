@@ -43,7 +43,13 @@ def _configure_logging() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may come anywhere on the line, also after a flag (argparse only
+    # collects a positional list before the first option).
+    if extra and hasattr(args, "overrides") and all(_is_override(a) for a in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _configure_logging()
     run: Runner = args.run
     try:
@@ -54,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ctsdg: interrupted", file=sys.stderr)
         return 130
+
+
+def _is_override(arg: str) -> bool:
+    return not arg.startswith("-") and "=" in arg
 
 
 # --------------------------------------------------------------------------- subcommands
@@ -194,6 +204,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="resolve the config, check the data, print the plan, and stop",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in a save_path that holds a run, deleting its checkpoints first",
+    )
     parser.set_defaults(run=_run_train)
 
 
@@ -201,17 +216,20 @@ def _run_train(args: argparse.Namespace) -> int:
     config = _load_config(args)
     if args.dry_run:
         from ctsdg.data import dataset_from_config
-        from ctsdg.training.trainer import resume_path, stage_plan
+        from ctsdg.training.checkpoint import resume_path
+        from ctsdg.training.schedule import stage_plan
 
         print(config.to_yaml(), end="")
         train_set = dataset_from_config(config, "train")
-        print(f"# {len(train_set)} training images; stages {stage_plan(config)}; "
-              f"resume from {resume_path(config)}")  # fmt: skip
+        print(
+            f"# {len(train_set)} training images; stages {stage_plan(config)}; "
+            f"resume from {resume_path(config)}"
+        )
         return 0
     from ctsdg.training import NonFiniteLossError, train
 
     try:
-        result = train(config)
+        result = train(config, overwrite=args.overwrite)
     except NonFiniteLossError as err:
         print(f"ctsdg: error: {err}", file=sys.stderr)
         return 1
@@ -409,11 +427,14 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         "overrides", nargs="*", metavar="KEY=VALUE", help="demo config overrides (save_path=...)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a demo run already in save_path"
+    )
     parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from ctsdg.demo import run_demo
 
-    run_demo(args.overrides, progress=not args.no_progress)
+    run_demo(args.overrides, progress=not args.no_progress, overwrite=args.overwrite)
     return 0

@@ -3,22 +3,36 @@
 Key names follow the MindSpore model-zoo port's ``default_config.yaml`` (the seed) wherever it has
 one, so its config files keep working; keys that only mattered to MindSpore's launcher are
 accepted and ignored with a warning. Unknown keys are errors that list the valid ones.
+
+Types, ranges and choices are declared on the fields (pydantic) and checked by one validator;
+every failure becomes an `InputError` of one line naming the key. A `Config` remembers where each
+value came from (`Config.origin`), so a command can tell a value typed on its command line from
+one in a config file or a default without reading the file again.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-import types
-import typing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
+from ctsdg.data.datasets import FREE_FORM_TRAIN_RANGE
+from ctsdg.data.structure import Structure
 from ctsdg.errors import InputError
+from ctsdg.losses import LossWeights
+from ctsdg.models.generator import SIZE_MULTIPLE
 
 log = logging.getLogger(__name__)
 
@@ -26,159 +40,210 @@ log = logging.getLogger(__name__)
 # the architecture decide these here.
 SEED_ONLY_KEYS = frozenset(
     {
-        "device_target", "device_num", "rank_id", "device_id", "is_distributed",
-        "torch_pretrained_vgg", "file_format", "image_in_channels", "edge_in_channels",
-        "out_channels", "enable_modelarts", "data_url", "train_url", "checkpoint_url",
-        "data_path", "load_path", "enable_profiling", "start_iter", "verbose_step",
+        "device_target",
+        "device_num",
+        "rank_id",
+        "device_id",
+        "is_distributed",
+        "torch_pretrained_vgg",
+        "file_format",
+        "image_in_channels",
+        "edge_in_channels",
+        "out_channels",
+        "enable_modelarts",
+        "data_url",
+        "train_url",
+        "checkpoint_url",
+        "data_path",
+        "load_path",
+        "enable_profiling",
+        "start_iter",
+        "verbose_step",
     }
-)  # fmt: skip
+)
+
+#: Where a value came from, lowest precedence first (see `Config.origin`).
+ORIGINS = ("default", "base", "file", "override")
 
 
-@dataclass
-class Config:
+def _none_is_empty(value: Any) -> Any:
+    # An empty YAML value (``data_root:``) is None; for a path it means "not set".
+    return "" if value is None else value
+
+
+Text = Annotated[str, BeforeValidator(_none_is_empty)]
+AtLeastOne = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+Unit = Annotated[float, Field(ge=0, le=1)]
+Beta = Annotated[float, Field(ge=0, lt=1)]
+Weight = Annotated[float, Field(ge=0)]  # a loss weight (0 switches its term off)
+Device = Annotated[
+    str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")
+]
+# torch.manual_seed takes 64-bit integers; numpy's SeedSequence needs them non-negative.
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+_WEIGHTS = LossWeights()
+
+
+class Config(BaseModel):
     """Every option of training, evaluation and the demo. See the README for each key.
 
-    Paths may be empty where the chosen dataset does not need them.
+    Paths may be empty where the chosen dataset does not need them. Instances are immutable;
+    `replace` returns a changed copy, validated again.
     """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, coerce_numbers_to_str=True
+    )
 
     # --- data
     dataset: Literal["celeba", "folder", "demo"] = "celeba"
-    data_root: str = ""  # CelebA: img_align_celeba/; folder: the training images
-    eval_data_root: str = ""  # folder datasets: held-out images (default: data_root)
-    anno_path: str = ""  # CelebA list_eval_partition.txt
-    anno_train_index: int = 0
-    anno_eval_index: int = 2
-    train_masks_root: str = ""  # NVIDIA training masks; empty: free-form masks on the fly
-    eval_masks_root: str = ""  # NVIDIA testing masks or `ctsdg masks` output; empty: free-form
-    mask_ratio_range: tuple[float, float] = (0.05, 0.6)  # free-form training masks
-    image_load_size: tuple[int, int] = (256, 256)
-    sigma: float = 2.0  # Canny sigma
-    structure: Literal["correct", "authors"] = "correct"  # structure-input convention
-    num_parallel_workers: int = 4
+    data_root: Text = ""  # CelebA: img_align_celeba/; folder: the training images
+    eval_data_root: Text = ""  # folder datasets: held-out images (default: data_root)
+    anno_path: Text = ""  # CelebA list_eval_partition.txt
+    anno_train_index: Count = 0
+    anno_eval_index: Count = 2
+    train_masks_root: Text = ""  # NVIDIA training masks; empty: free-form masks on the fly
+    eval_masks_root: Text = ""  # NVIDIA testing masks or `ctsdg masks` output; empty: free-form
+    mask_ratio_range: tuple[Unit, Unit] = FREE_FORM_TRAIN_RANGE  # free-form training masks
+    image_load_size: tuple[AtLeastOne, AtLeastOne] = (256, 256)
+    sigma: Positive = 2.0  # Canny sigma
+    structure: Structure = "correct"  # structure-input convention of new training
+    num_parallel_workers: Count = 4
 
     # --- model
-    width: int = 64
+    width: AtLeastOne = 64
     align_corners: bool = False  # True only for the MindSpore port's variant
 
     # --- training
-    seed: int = 42
+    seed: Seed = 42
     stage: Literal["all", "train", "finetune"] = "all"
-    gen_lr_train: float = 2e-4
-    gen_lr_finetune: float = 5e-5
-    dis_lr_multiplier: float = 0.1
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    batch_size: int = 6
-    train_iter: int = 350_000
-    finetune_iter: int = 150_000
+    gen_lr_train: Positive = 2e-4
+    gen_lr_finetune: Positive = 5e-5
+    dis_lr_multiplier: Positive = 0.1
+    adam_betas: tuple[Beta, Beta] = (0.9, 0.999)
+    batch_size: AtLeastOne = 6
+    train_iter: Count = 350_000
+    finetune_iter: Count = 150_000
     finetune_freeze_bn: Literal["encoder", "all"] = "encoder"
-    pretrained_vgg: str = ""  # torchvision vgg16-397923af.pth, or "random" (tests, demo)
-    pretrained: str = ""  # initial weights (any checkpoint load_generator accepts)
-    resume: str = ""  # "", "auto" (newest in save_path) or a checkpoint path
-    save_path: str = "runs/ctsdg"
-    log_frequency_step: int = 1000
-    save_checkpoint_steps: int = 10_000
-    keep_checkpoint_max: int = 3
-    sample_every: int = 5000  # PNG grid every N iterations (0: never)
-    val_every: int = 0  # validation PSNR/SSIM every N iterations (0: never)
-    val_samples: int = 200
+    pretrained_vgg: Text = ""  # torchvision vgg16-397923af.pth, or "random" (tests, demo)
+    pretrained: Text = ""  # initial weights (any checkpoint load_generator accepts)
+    resume: Text = ""  # "", "auto" (newest in save_path) or a checkpoint path
+    save_path: Annotated[
+        Text, Field(min_length=1, description="a run folder (empty would mean the current one)")
+    ] = "runs/ctsdg"
+    log_frequency_step: AtLeastOne = 1000
+    save_checkpoint_steps: AtLeastOne = 10_000
+    keep_checkpoint_max: AtLeastOne = 3
+    sample_every: Count = 5000  # PNG grid every N iterations (0: never)
+    val_every: Count = 0  # validation PSNR/SSIM every N iterations (0: never)
+    val_samples: AtLeastOne = 200
     tensorboard: bool = True
     progress: bool = True
 
-    hole_loss_w: float = 60.0
-    valid_loss_w: float = 10.0
-    perceptual_loss_w: float = 0.1
-    style_loss_w: float = 250.0
-    adversarial_loss_w: float = 0.1
-    intermediate_loss_w: float = 1.0
+    hole_loss_w: Weight = _WEIGHTS.hole
+    valid_loss_w: Weight = _WEIGHTS.valid
+    perceptual_loss_w: Weight = _WEIGHTS.perceptual
+    style_loss_w: Weight = _WEIGHTS.style
+    adversarial_loss_w: Weight = _WEIGHTS.adversarial
+    intermediate_loss_w: Weight = _WEIGHTS.intermediate
 
     # --- speed
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    device: Device = "auto"  # auto, cpu, cuda, cuda:N
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
     compile: bool = False  # torch.compile the generator
 
     # --- evaluation
-    checkpoint_path: str = ""
-    output_path: str = ""  # save composites here when set
-    test_batch_size: int = 1
+    checkpoint_path: Text = ""
+    output_path: Text = ""  # save composites here when set
+    test_batch_size: AtLeastOne = 1
     method: Literal["ctsdg", "telea", "ns"] = "ctsdg"
-    eval_limit: int = 0  # evaluate only the first N images (0: all)
-    lpips_weights: str = ""  # LPIPS VGG linear layers (lpips' vgg.pth, v0.1); with pretrained_vgg
-    inpaint_radius: int = 5  # neighbourhood radius of the OpenCV baselines (method telea / ns)
+    eval_limit: Count = 0  # evaluate only the first N images (0: all)
+    lpips_weights: Text = ""  # LPIPS VGG linear layers (lpips' vgg.pth, v0.1); with pretrained_vgg
+    inpaint_radius: AtLeastOne = 5  # neighbourhood radius of the OpenCV baselines
 
-    def __post_init__(self) -> None:
-        self.validate()
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+    _file: Path | None = PrivateAttr(default=None)
 
-    def validate(self) -> None:
-        """Raise InputError naming the key for any value out of range."""
-        positive = [
-            "batch_size", "test_batch_size", "width", "log_frequency_step",
-            "save_checkpoint_steps", "keep_checkpoint_max", "val_samples",
-        ]  # fmt: skip
-        for key in positive:
-            if getattr(self, key) < 1:
-                raise InputError(f"config key {key}: must be at least 1, got {getattr(self, key)}")
-        for key in (
-            "train_iter",
-            "finetune_iter",
-            "sample_every",
-            "val_every",
-            "eval_limit",
-            "num_parallel_workers",
-            "anno_train_index",
-            "anno_eval_index",
-        ):
-            if getattr(self, key) < 0:
-                raise InputError(f"config key {key}: must be >= 0, got {getattr(self, key)}")
-        for key in ("gen_lr_train", "gen_lr_finetune", "dis_lr_multiplier", "sigma"):
-            if not getattr(self, key) > 0:
-                raise InputError(f"config key {key}: must be > 0, got {getattr(self, key)}")
-        if self.inpaint_radius < 1:
-            raise InputError(
-                f"config key inpaint_radius: must be at least 1, got {self.inpaint_radius}"
-            )
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as err:
+            raise InputError(_one_line(err)) from None
+
+    @model_validator(mode="after")
+    def _check_together(self) -> Config:
+        """The rules that involve more than one key."""
         height, width = self.image_load_size
-        if height % 128 or width % 128 or height < 128 or width < 128:
-            raise InputError(
+        if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+            raise ValueError(
                 f"config key image_load_size: {list(self.image_load_size)} must be multiples of "
-                "128 (seven stride-2 levels), e.g. [256, 256]"
+                f"{SIZE_MULTIPLE} (seven stride-2 levels), e.g. [256, 256]"
             )
-        if self.batch_size * (height // 128) * (width // 128) < 2:
-            raise InputError(
+        if self.batch_size * (height // SIZE_MULTIPLE) * (width // SIZE_MULTIPLE) < 2:
+            raise ValueError(
                 f"config key batch_size: 1 at {height}x{width} leaves the generator's 1x1 "
                 "bottleneck a single value per channel; BatchNorm training needs batch_size >= 2"
             )
         low, high = self.mask_ratio_range
-        if not 0 <= low < high <= 1:
-            raise InputError(
+        if not low < high:
+            raise ValueError(
                 f"config key mask_ratio_range: expected 0 <= low < high <= 1, got {[low, high]}"
             )
-        if not all(0 <= b < 1 for b in self.adam_betas):
-            raise InputError(
-                f"config key adam_betas: expected two values in [0, 1), got {list(self.adam_betas)}"
-            )
-        if self.device != "auto" and not (
-            self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")
-        ):
-            raise InputError(
-                f"config key device: expected auto, cpu, cuda or cuda:N, got {self.device!r}"
-            )
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        # The values, not where they came from (pydantic would compare the origins too).
+        return isinstance(other, Config) and self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.model_dump().items()))
+
+    # --- where values came from
+
+    def origin(self, key: str) -> str:
+        """Where ``key``'s value came from: ``default``, ``base`` (a command's own defaults),
+        ``file`` (the YAML file, see `file`) or ``override`` (``key=value``)."""
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return self._origins.get(key, "default")
 
     @property
-    def loss_weights(self):
-        from ctsdg.losses import LossWeights
+    def sources(self) -> dict[str, str]:
+        """``{key: origin}`` for every key not left at its default."""
+        return dict(self._origins)
 
+    @property
+    def file(self) -> Path | None:
+        """The YAML file this config was read from, if any."""
+        return self._file
+
+    def replace(self, **changes: Any) -> Config:
+        """A validated copy with ``changes`` applied; they count as overrides."""
+        new = type(self)(**{**self.model_dump(), **changes})
+        new._origins = {**self._origins, **dict.fromkeys(changes, "override")}
+        new._file = self._file
+        return new
+
+    # --- output
+
+    @property
+    def loss_weights(self) -> LossWeights:
         return LossWeights(
-            hole=self.hole_loss_w, valid=self.valid_loss_w, perceptual=self.perceptual_loss_w,
-            style=self.style_loss_w, adversarial=self.adversarial_loss_w,
+            hole=self.hole_loss_w,
+            valid=self.valid_loss_w,
+            perceptual=self.perceptual_loss_w,
+            style=self.style_loss_w,
+            adversarial=self.adversarial_loss_w,
             intermediate=self.intermediate_loss_w,
-        )  # fmt: skip
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-friendly values (tuples become lists)."""
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-        }
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_dump().items()}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -190,64 +255,81 @@ class Config:
         return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    """Check and convert one value to the field's declared type, or raise InputError."""
-    hint = typing.get_type_hints(Config)[key] if isinstance(annotation, str) else annotation
-    origin = get_origin(hint)
-    if origin is Literal:
-        choices = get_args(hint)
-        if value not in choices:
-            raise InputError(
-                f"config key {key}: expected one of {', '.join(map(str, choices))}, got {value!r}"
-            )
-        return value
-    if origin is tuple:
-        item_types = get_args(hint)
-        if not isinstance(value, (list, tuple)) or len(value) != len(item_types):
-            raise InputError(
-                f"config key {key}: expected a list of {len(item_types)} values, got {value!r}"
-            )
-        return tuple(_scalar(key, v, t) for v, t in zip(value, item_types, strict=True))
-    if origin in (typing.Union, types.UnionType):
-        raise AssertionError(f"unsupported annotation for {key}")
-    return _scalar(key, value, hint)
+KEYS: tuple[str, ...] = tuple(Config.model_fields)
 
 
-def _scalar(key: str, value: Any, kind: type) -> Any:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise InputError(f"config key {key}: expected true or false, got {value!r}")
-    if kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise InputError(f"config key {key}: expected an integer, got {value!r}")
-    if kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise InputError(f"config key {key}: expected a number, got {value!r}")
-    if kind is str:
-        if value is None:
-            return ""
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise InputError(f"config key {key}: expected a string, got {value!r}")
-    raise AssertionError(f"unsupported type {kind} for {key}")
+def _one_line(err: ValidationError) -> str:
+    """The first problem of a pydantic error as ``config key KEY: what was expected, got X``."""
+    first = err.errors(include_url=False)[0]
+    loc = [str(part) for part in first["loc"]]
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key {loc[0]!r}; valid keys: {', '.join(KEYS)}"
+    if first["type"] == "value_error":  # the cross-key rules above word their own message
+        return str(first["ctx"]["error"])
+    if not loc:
+        return f"config: {first['msg']}"
+    where = loc[0] + (f"[{loc[1]}]" if len(loc) > 1 else "")
+    message = first["msg"]
+    message = message[0].lower() + message[1:]
+    description = Config.model_fields[loc[0]].description if loc[0] in KEYS else None
+    if description:  # the field words what it expects better than the generic rule
+        message = f"expected {description}"
+    elif first["type"] == "literal_error":
+        message = "expected " + message.removeprefix("input should be ")
+    return f"config key {where}: {message}, got {first['input']!r}"
 
 
-def _apply(values: dict[str, Any], updates: dict[str, Any], source: str) -> None:
-    fields = {f.name: f for f in dataclasses.fields(Config)}
+def _collect(updates: dict[str, Any], source: str) -> dict[str, Any]:
+    """``updates`` without the seed's launcher keys (warned about); unknown keys are errors."""
+    kept = {}
     for key, value in updates.items():
         if key in SEED_ONLY_KEYS:
             log.warning("%s: ignoring seed key %r (not used by ctsdg)", source, key)
-            continue
-        if key not in fields:
-            raise InputError(
-                f"{source}: unknown config key {key!r}; valid keys: {', '.join(fields)}"
-            )
-        values[key] = _coerce(key, value, fields[key].type)
+        elif key not in KEYS:
+            raise InputError(f"{source}: unknown config key {key!r}; valid keys: {', '.join(KEYS)}")
+        else:
+            kept[key] = value
+    return kept
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping in a YAML config file; InputError for anything that is not one."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; expected a YAML config file")
+    if not path.is_file():
+        raise InputError(f"{path}: config file not found")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text (byte {err.start}); expected YAML") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read config file ({err.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as err:
+        detail = " ".join(str(err).split())
+        raise InputError(f"{path}: not valid YAML ({detail})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -255,7 +337,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise InputError(f"override {item!r}: expected key=value")
         try:
             out[key.strip()] = yaml.safe_load(text) if text.strip() else ""
@@ -270,26 +352,23 @@ def load_config(
     base: dict[str, Any] | None = None,
 ) -> Config:
     """Defaults, then ``base`` (e.g. a command's own defaults), the YAML file, the overrides."""
-    values: dict[str, Any] = {}
+    layers: list[tuple[str, dict[str, Any]]] = []
     if base:
-        _apply(values, base, "defaults")
+        layers.append(("base", _collect(base, "defaults")))
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise InputError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise InputError(
-                f"{path}: expected a mapping of config keys, got {type(data).__name__}"
-            )
-        _apply(values, data, str(path))
+        layers.append(("file", _collect(read_config_file(path), str(path))))
     if overrides:
         items = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
-        _apply(values, items, "command line")
-    return Config(**values)
+        layers.append(("override", _collect(items, "command line")))
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for origin, layer in layers:
+        values.update(layer)
+        origins.update(dict.fromkeys(layer, origin))
+    config = Config(**values)
+    config._origins = origins
+    config._file = Path(path) if path is not None else None
+    return config
 
 
 def shipped_config(name: str) -> Path:
@@ -310,10 +389,13 @@ def resolve_config_path(value: str) -> Path:
 
 
 __all__ = [
+    "KEYS",
+    "ORIGINS",
     "SEED_ONLY_KEYS",
     "Config",
     "load_config",
     "parse_overrides",
+    "read_config_file",
     "resolve_config_path",
     "shipped_config",
 ]

@@ -14,7 +14,7 @@ says so and prints whatever the run measured.
 
 from __future__ import annotations
 
-import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from PIL import Image
 from ctsdg.config import Config, load_config, shipped_config
 from ctsdg.data import HELD_OUT_PHOTOS, collate, dataset_from_config, demo_photo, free_form_holes
 from ctsdg.evaluation import Evaluation, evaluate, opencv_inpaint
+from ctsdg.fileio import atomic_write
 from ctsdg.models import generator_inputs
 from ctsdg.visualize import grid, masked_for_display
 
@@ -32,29 +33,42 @@ METHODS = (("ctsdg", "CTSDG"), ("telea", "Telea"), ("ns", "Navier-Stokes"))
 SAMPLE_ROWS = 6
 
 
-def run_demo(overrides: list[str] | None = None, progress: bool = True) -> Path:
+def run_demo(
+    overrides: list[str] | None = None, progress: bool = True, overwrite: bool = False
+) -> Path:
     """Run the demo; returns the path of ``report.md``. ``overrides`` are ``key=value`` items
-    applied to the demo config (e.g. ``save_path=...``, ``train_iter=...``)."""
+    applied to the demo config (e.g. ``save_path=...``, ``train_iter=...``); ``overwrite``
+    replaces a run already in ``save_path`` (otherwise refused, see `train`).
+
+    Raises KeyboardInterrupt when training was stopped by SIGINT / SIGTERM (after its
+    checkpoint is saved): the demo does not go on to report on a half-trained model.
+    """
     from ctsdg.inference import Inpainter
     from ctsdg.training import train
 
+    # Progress bars only on a terminal: in a log file every redraw would be a line.
+    progress = progress and sys.stderr.isatty()
     config = load_config(shipped_config("demo"), [*(overrides or []), f"progress={progress}"])
     run = Path(config.save_path)
     times: dict[str, float] = {}
     start = time.perf_counter()
 
     print(f"[1/4] training a width-{config.width} CTSDG on the demo photographs", flush=True)
-    result = train(config)
+    result = train(config, overwrite=overwrite)
+    if result.status != "finished":
+        print(f"training stopped at iteration {result.iteration}; the demo stops too", flush=True)
+        raise KeyboardInterrupt
     times["training"] = time.perf_counter() - start
 
     print("[2/4] evaluating CTSDG, Telea and Navier-Stokes on held-out photographs", flush=True)
     evaluations: dict[str, Evaluation] = {}
     for method, _ in METHODS:
         t0 = time.perf_counter()
-        cfg = dataclasses.replace(
-            config, method=method, checkpoint_path=str(result.checkpoint),
+        cfg = config.replace(
+            method=method,
+            checkpoint_path=str(result.checkpoint),
             output_path=str(run / "eval" / method),
-        )  # fmt: skip
+        )
         evaluations[method] = evaluate(cfg, progress=progress, echo=lambda _: None)
         times[f"evaluation ({method})"] = time.perf_counter() - t0
 
@@ -70,7 +84,8 @@ def run_demo(overrides: list[str] | None = None, progress: bool = True) -> Path:
     times["total"] = time.perf_counter() - start
     print("[4/4] writing the report", flush=True)
     report = run / "report.md"
-    report.write_text(_report(config, result.iteration, evaluations, times, inpainted, samples))
+    text = _report(config, result.iteration, evaluations, times, inpainted, samples)
+    atomic_write(report, lambda tmp: tmp.write_text(text))
     print(f"report: {report}\nsamples: {samples}\n(done in {times['total'] / 60:.1f} min)")
     return report
 
@@ -86,9 +101,8 @@ def _inpaint_photographs(inpainter, folder: Path, seed: int) -> list[Path]:
         filled = inpainter.inpaint(photo, mask)
         shown = np.array(photo)
         shown[holes] = 255
-        Image.fromarray(np.concatenate([shown, np.array(filled)], axis=1)).save(
-            folder / f"{name}.png"
-        )
+        picture = Image.fromarray(np.concatenate([shown, np.array(filled)], axis=1))
+        atomic_write(folder / f"{name}.png", lambda tmp, p=picture: p.save(tmp, format="PNG"))
         written.append(folder / f"{name}.png")
     return written
 
@@ -112,7 +126,7 @@ def _samples_figure(config: Config, inpainter, path: Path) -> Path:
         batch.image,
     ]
     picture = grid(columns, ["input", "edges", "CTSDG", "Telea", "ground truth"])
-    picture.save(path)
+    atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))
     return path
 
 

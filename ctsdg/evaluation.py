@@ -39,7 +39,7 @@ from ctsdg.config import Config
 from ctsdg.data import ALL_BUCKETS, Batch, build_loader, dataset_from_config
 from ctsdg.data.tensors import image_to_tensor, tensor_to_image
 from ctsdg.errors import InputError
-from ctsdg.metrics import LPIPS, composite, finite_mean, l1, psnr, ssim, to_unit
+from ctsdg.metrics import LPIPS, finite_mean, score_composites
 
 #: The seed's reporting groups, percent, each (lo, hi].
 SEED_BUCKETS: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60))
@@ -377,11 +377,7 @@ def evaluate(
                     ).output
             else:
                 output = opencv_inpaint(batch, cfg.method, cfg.inpaint_radius)
-            gt = to_unit(batch.image)
-            comp = to_unit(composite(batch.image, output.float(), batch.mask))
-            scores = {"psnr": psnr(comp, gt), "ssim": ssim(comp, gt), "l1": l1(comp, gt)}
-            if lpips_net is not None:
-                scores["lpips"] = lpips_net(comp, gt)
+            comp, scores = score_composites(output, batch.image, batch.mask, lpips_net)
             columns = {k: v.tolist() for k, v in scores.items()}
             hole_pixels = (batch.mask < 0.5).flatten(1).sum(dim=1).tolist()
             pixels = batch.mask[0].numel()

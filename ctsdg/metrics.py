@@ -216,6 +216,22 @@ def finite_mean(values: list[float]) -> float:
     return math.fsum(values) / len(values) if values else math.nan
 
 
+def score_composites(
+    output: Tensor, ground_truth: Tensor, mask: Tensor, lpips: LPIPS | None = None
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Score a batch the seed's way; ``ctsdg eval`` and training's validation both call this.
+
+    output, ground_truth (B, 3, H, W) in [-1, 1]; mask (B, 1, H, W), 1 = known. Returns the
+    composite in [0, 1] and per-image (B,) ``psnr``, ``ssim``, ``l1`` (and ``lpips`` when given).
+    """
+    truth = to_unit(ground_truth)
+    comp = to_unit(composite(ground_truth, output.float(), mask))
+    scores = {"psnr": psnr(comp, truth), "ssim": ssim(comp, truth), "l1": l1(comp, truth)}
+    if lpips is not None:
+        scores["lpips"] = lpips(comp, truth)
+    return comp, scores
+
+
 __all__ = [
     "LPIPS",
     "PSNR_CAP",
@@ -225,6 +241,7 @@ __all__ = [
     "hole_ratio",
     "l1",
     "psnr",
+    "score_composites",
     "ssim",
     "to_unit",
 ]

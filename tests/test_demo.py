@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
@@ -55,13 +54,24 @@ def test_demo_writes_report_and_samples(tmp_path: Path, capsys) -> None:
         assert (run / "eval" / method / "metrics.json").is_file()
 
 
+def test_demo_refuses_to_replace_a_run(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "demo"
+    run.mkdir()
+    (run / "config.yaml").write_text("width: 8\n")  # a run from before
+    assert main(["demo", f"save_path={run}", "width=8", "--no-progress"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    (err,) = [line for line in lines if line.startswith("ctsdg: error:")]
+    assert "holds a run already" in err and "--overwrite" in err
+    assert (run / "config.yaml").read_text() == "width: 8\n"
+
+
 def test_readme_documents_every_config_key_with_its_default() -> None:
     readme = (ROOT / "README.md").read_text()
     rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", readme, flags=re.MULTILINE))
     defaults = Config()
-    for field in dataclasses.fields(Config):
-        assert field.name in rows, f"README misses config key {field.name}"
-        value = getattr(defaults, field.name)
+    for name in Config.model_fields:
+        assert name in rows, f"README misses config key {name}"
+        value = getattr(defaults, name)
         if isinstance(value, tuple):
             shown = "[" + ", ".join(str(v) for v in value) + "]"
         elif isinstance(value, bool):
@@ -70,7 +80,7 @@ def test_readme_documents_every_config_key_with_its_default() -> None:
             shown = value or '""'
         else:
             shown = str(value)
-        assert rows[field.name] == shown, f"README default of {field.name}: {rows[field.name]}"
+        assert rows[name] == shown, f"README default of {name}: {rows[name]}"
     assert not set(rows) & SEED_ONLY_KEYS
 
 

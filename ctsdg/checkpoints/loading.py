@@ -39,6 +39,7 @@ from ctsdg.checkpoints.native import (
 )
 from ctsdg.errors import InputError
 from ctsdg.models import Discriminator, Generator
+from ctsdg.training.checkpoint import is_training_checkpoint, parse_training_checkpoint
 
 ACCEPTED = (
     "a ctsdg run folder, training checkpoint (.pt) or weights file (.safetensors), "
@@ -208,7 +209,7 @@ def _from_torch_file(path: Path) -> LoadedWeights:
         raise InputError(
             f"{path}: holds a {type(data).__name__}, not a checkpoint; expected {ACCEPTED}"
         )
-    if data.get("format") == CHECKPOINT_FORMAT:
+    if is_training_checkpoint(data):
         return _from_training_checkpoint(path, data)
     generator = data.get("generator") if isinstance(data.get("generator"), dict) else None
     discriminator = data.get("discriminator")
@@ -244,18 +245,15 @@ def _authors(
 
 
 def _from_training_checkpoint(path: Path, data: dict) -> LoadedWeights:
-    structure = data.get("structure", "correct")
-    if structure not in STRUCTURE_CONVENTIONS:
-        raise InputError(f"{path}: unknown structure convention {structure!r}")
-    extra = {k: data[k] for k in ("iteration", "stage", "config") if k in data}
+    checkpoint = parse_training_checkpoint(path, data)
     return LoadedWeights(
         path,
         CHECKPOINT_FORMAT,
-        ModelConfig.from_dict(data.get("model", {}), path),
-        structure,
+        checkpoint.model,
+        checkpoint.structure,
         data.get("generator"),
         data.get("discriminator"),
-        extra,
+        checkpoint.extra,
     )
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctsdg.errors import InputError
 from ctsdg.models.bigff import BiGFF
 from ctsdg.models.cfa import CFA
 from ctsdg.models.init import init_weights
@@ -16,7 +20,31 @@ from ctsdg.models.pconv import PConvBlock
 ENCODER_KERNELS = (7, 5, 5, 3, 3, 3, 3)
 ENCODER_WIDTHS = (1, 2, 4, 8, 8, 8, 8)  # multiples of the base width, shallow to deep
 DECODER_WIDTHS = (8, 8, 8, 4, 2, 1, 1)  # deep to shallow
-SIZE_MULTIPLE = 128  # seven stride-2 levels
+SIZE_MULTIPLE = 128  # seven stride-2 levels and the attention's halving: input sides divide by it
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What it takes to rebuild a `Generator` (and its discriminator) from a file.
+
+    Attributes:
+        width: base channel count (64 for the published model).
+        align_corners: the generator's upsampling variant (True for MindSpore-trained weights).
+    """
+
+    width: int = 64
+    align_corners: bool = False
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: Path | str) -> ModelConfig:
+        """From a checkpoint's ``model`` entry; InputError naming ``source`` if incomplete."""
+        try:
+            return cls(width=int(data["width"]), align_corners=bool(data["align_corners"]))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{source}: model config {dict(data)!r} is incomplete") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class GeneratorOutput(NamedTuple):

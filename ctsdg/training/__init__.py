@@ -1,5 +1,20 @@
-"""CTSDG training: the two-stage schedule, one device or many, exact resume."""
+"""CTSDG training: the two-stage schedule, one device or many, exact resume.
 
-from ctsdg.training.trainer import NonFiniteLossError, TrainResult, train
+`train` lives in `ctsdg.training.trainer`; it is imported on first use so that
+`ctsdg.training.checkpoint` (which `ctsdg.checkpoints` reads training checkpoints with) can be
+imported without the whole training stack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["NonFiniteLossError", "TrainResult", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from ctsdg.training import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

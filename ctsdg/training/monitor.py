@@ -1,7 +1,8 @@
 """What a person watching a training run sees: the seed's log line, a progress bar, TensorBoard.
 
-Only rank 0 builds a real `Monitor`; the other ranks get one with ``enabled=False`` whose methods
-do nothing, so the training loop calls it unconditionally.
+Only rank 0 writes; the other ranks get a `Monitor` with ``enabled=False``. Every rank records
+its loss terms, because the log line averages each term over the iterations since the last line
+and over the ranks (a collective that all ranks join), so the loop calls it unconditionally.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ import datetime
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 from typing import TextIO
 
 import torch
+
+from ctsdg.training import distributed
+from ctsdg.training.distributed import Context
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,9 @@ class Monitor:
         tensorboard: bool = True,
     ) -> None:
         self.enabled = enabled
+        self._window: dict[str, torch.Tensor] = {}  # summed loss terms since the last line
+        self._window_steps = 0
+        self._window_start = time.perf_counter()
         self._file: TextIO | None = None
         self._bar = None
         self._writer = None
@@ -82,9 +90,41 @@ class Monitor:
         if self._file is not None:
             self._file.write(message + "\n")
 
-    def advance(self, iterations: int = 1) -> None:
+    def record(self, terms: dict[str, torch.Tensor]) -> None:
+        """One iteration's loss terms (every rank calls this); advances the progress bar."""
+        for name, value in terms.items():
+            self._window[name] = self._window.get(name, 0) + value.detach().float()
+        self._window_steps += 1
         if self._bar is not None:
-            self._bar.update(iterations)
+            self._bar.update(1)
+
+    def report(
+        self, iteration: int, ctx: Context, rates: tuple[float, float], batch_size: int
+    ) -> dict[str, float]:
+        """The seed's log line and TensorBoard scalars for the iterations since the last report.
+
+        Every rank must call this (the terms are averaged over ranks). ``rates`` are the
+        generator's and discriminator's learning rates; ``batch_size`` is per rank. Returns the
+        averaged terms.
+        """
+        steps = max(self._window_steps, 1)
+        step_ms = 1000 * (time.perf_counter() - self._window_start) / steps
+        values = {k: v.item() / steps for k, v in self._window.items()}
+        values = distributed.mean_over_ranks(values, ctx)
+        self._window, self._window_steps = {}, 0
+        self._window_start = time.perf_counter()
+        self.print(log_line(iteration, values["g_total"], values["d_total"], step_ms))
+        scalars = {f"loss/{k}": v for k, v in values.items()}
+        scalars["lr/generator"], scalars["lr/discriminator"] = rates
+        scalars["speed/step_time_ms"] = step_ms
+        scalars["speed/images_per_s"] = batch_size * ctx.world_size / (step_ms / 1000)
+        self.scalars(iteration, scalars)
+        if self._bar is not None:
+            self._bar.set_postfix(
+                {"loss_g": f"{values['g_total']:.3f}", "loss_d": f"{values['d_total']:.3f}"},
+                refresh=False,
+            )
+        return values
 
     def scalars(self, iteration: int, values: dict[str, float]) -> None:
         if self._writer is not None:
@@ -99,10 +139,6 @@ class Monitor:
 
             array = torch.from_numpy(np.array(picture)).permute(2, 0, 1)
             self._writer.add_image(name, array, iteration)
-
-    def postfix(self, **values: float) -> None:
-        if self._bar is not None:
-            self._bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
 
     def close(self) -> None:
         if self._bar is not None:
