@@ -7,3 +7,8 @@ class InputError(ValueError):
     The message names the file or key and says what was expected. The CLI prints it as
     ``ctsdg: error: <message>`` and exits with status 2; the Python API lets it propagate.
     """
+
+
+class InpaintWarning(UserWarning):
+    """Something was adjusted to make an input usable or writable (a mask resized, an image
+    written in another mode than it was read in); the CLI prints it as one line."""

@@ -12,7 +12,13 @@ Written: ``metrics.json`` (settings, every bucket and every image) and ``metrics
 ``output_path`` when set, otherwise into ``eval/<name>-<dataset>/`` beside the checkpoint (the
 run folder for a run's checkpoint) or, for the OpenCV baselines, under the current folder.
 Composites are saved as PNG (``composites/<index>_<source file stem>.png``) only when
-``output_path`` is set.
+``output_path`` is set. The output place is checked before the first image is evaluated, every
+file is written atomically, and when the reports cannot be written after all (a full disk) the
+command still prints the figures before the error (`ReportWriteError` carries them).
+
+Under ``torchrun`` every process evaluates its own contiguous block of the images (gloo on CPU,
+NCCL on GPUs); the per-image scores are gathered, and rank 0 alone summarises, prints and
+writes: the figures are the same as one process's.
 
 Structure inputs follow the checkpoint's convention (`LoadedWeights.structure`: ``authors`` for
 the authors' and MindSpore checkpoints) unless ``structure`` is passed explicitly, which the
@@ -23,6 +29,7 @@ model on inputs it was not trained on only measures the mismatch.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -39,6 +46,7 @@ from ctsdg.config import Config
 from ctsdg.data import ALL_BUCKETS, Batch, build_loader, dataset_from_config
 from ctsdg.data.tensors import image_to_tensor, tensor_to_image
 from ctsdg.errors import InputError
+from ctsdg.fileio import atomic_write_bytes, check_output_dir, writing
 from ctsdg.metrics import LPIPS, composite, finite_mean, l1, psnr, ssim, to_unit
 
 #: The seed's reporting groups, percent, each (lo, hi].
@@ -58,6 +66,15 @@ CONVENTIONS = (
     "each image by its own hole ratio 1 - mean(mask), ranges (lo, hi]. Bucket figures are "
     "means over their images."
 )
+
+
+class ReportWriteError(InputError):
+    """The evaluation finished but its reports could not be written; ``evaluation`` holds the
+    figures, so that the caller can still show them."""
+
+    def __init__(self, message: str, evaluation: Evaluation) -> None:
+        super().__init__(message)
+        self.evaluation = evaluation
 
 
 @dataclass
@@ -295,10 +312,14 @@ def evaluate(
 
     from ctsdg.checkpoints import load_weights
     from ctsdg.models import generator_inputs
-    from ctsdg.runtime import autocast, resolve_device, tune_cpu_allocator
+    from ctsdg.runtime import autocast, tune_cpu_allocator
+    from ctsdg.training import distributed
 
     tune_cpu_allocator()
-    device = resolve_device(cfg.device)
+    ctx = distributed.setup(cfg.device)  # one process, or this rank's share under torchrun
+    device = ctx.device
+    if not ctx.is_main:
+        echo = _silent
     if structure is not None and structure not in ("correct", "authors"):
         raise InputError(f"structure: expected correct or authors, got {structure!r}")
     generator = None
@@ -336,12 +357,12 @@ def evaluate(
         limit=cfg.eval_limit or None,
     )
     loader = build_loader(
-        dataset, cfg.test_batch_size, train=False, num_workers=cfg.num_parallel_workers
-    )
+        dataset, cfg.test_batch_size, train=False, num_workers=cfg.num_parallel_workers,
+        distributed=(ctx.rank, ctx.world_size),
+    )  # fmt: skip
     out_dir = Path(cfg.output_path) if cfg.output_path else default_output_dir(cfg, checkpoint)
     composites = out_dir / "composites" if cfg.output_path else None
-    if composites is not None:
-        composites.mkdir(parents=True, exist_ok=True)
+    check_output_dir(composites or out_dir)  # now, not after the whole evaluation
     settings.update(
         dataset=cfg.dataset,
         data_root=cfg.eval_data_root or cfg.data_root,
@@ -351,6 +372,7 @@ def evaluate(
         device=str(device),
         precision=cfg.precision,
         batch_size=cfg.test_batch_size,
+        processes=ctx.world_size,
         lpips=lpips_net is not None,
     )
     what = f"{checkpoint} ({settings['checkpoint_format']})" if checkpoint else "OpenCV"
@@ -366,7 +388,7 @@ def evaluate(
 
     results: list[ImageResult] = []
     start = time.perf_counter()
-    bar = tqdm(total=len(dataset), unit="img", disable=not progress, desc="eval")
+    bar = tqdm(total=len(dataset), unit="img", disable=not progress or not ctx.is_main, desc="eval")
     with torch.inference_mode():
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
@@ -401,27 +423,45 @@ def evaluate(
                 for index, array in zip(indices, tensor_to_image(comp * 2 - 1), strict=True):
                     stem = _source_stem(dataset, index)
                     name = f"{index:06d}_{stem}.png" if stem else f"{index:06d}.png"
-                    Image.fromarray(array).save(composites / name)
-            bar.update(len(indices))
+                    atomic_write_bytes(composites / name, _png(array))
+            # progress of every rank: each shows its own share
+            bar.update(len(indices) * ctx.world_size)
     bar.close()
     settings["seconds"] = time.perf_counter() - start
+    results = [r for part in distributed.gather_objects(results, ctx) for r in part]
     results.sort(key=lambda r: r.index)
     evaluation = Evaluation(settings, results)
     summarize_all(evaluation)
-    write_reports(evaluation, out_dir)
+    if ctx.is_main:
+        write_reports(evaluation, out_dir)
+    distributed.barrier(ctx)
     return evaluation
 
 
+def _silent(_: str) -> None:
+    """``echo`` of the ranks that do not print."""
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def write_reports(evaluation: Evaluation, out_dir: Path) -> None:
-    """Write ``metrics.json`` and ``metrics.md`` into ``out_dir`` (created)."""
+    """Write ``metrics.json`` and ``metrics.md`` into ``out_dir`` (created), atomically.
+
+    Raises:
+        ReportWriteError: naming the path and the reason; it carries ``evaluation``.
+    """
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "metrics.json").write_text(json.dumps(evaluation.to_json(), indent=1) + "\n")
-        (out_dir / "metrics.md").write_text(markdown_report(evaluation))
-    except OSError as err:
-        raise InputError(
-            f"{out_dir}: cannot write the metrics ({err.strerror}); set output_path=FOLDER"
-        ) from None
+        with writing(out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+        report = json.dumps(evaluation.to_json(), indent=1) + "\n"
+        atomic_write_bytes(out_dir / "metrics.json", report.encode())
+        atomic_write_bytes(out_dir / "metrics.md", markdown_report(evaluation).encode())
+    except InputError as err:
+        raise ReportWriteError(f"{err}; the figures above were not saved", evaluation) from None
     evaluation.output_dir = out_dir
 
 
@@ -430,6 +470,7 @@ __all__ = [
     "SEED_BUCKETS",
     "Evaluation",
     "ImageResult",
+    "ReportWriteError",
     "choose_structure",
     "evaluate",
     "full_table",
