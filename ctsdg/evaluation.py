@@ -340,6 +340,9 @@ def evaluate(
     else:
         used, reason = "correct", f"not used by the OpenCV baseline {cfg.method}"
     settings.update(structure=used if generator is not None else None, structure_reason=reason)
+    out_dir = Path(cfg.output_path) if cfg.output_path else default_output_dir(cfg, checkpoint)
+    composites = out_dir / "composites" if cfg.output_path else None
+    check_output_dir(composites or out_dir)  # now, not after the whole evaluation
 
     lpips_net = None
     if cfg.lpips_weights:
@@ -360,9 +363,6 @@ def evaluate(
         dataset, cfg.test_batch_size, train=False, num_workers=cfg.num_parallel_workers,
         distributed=(ctx.rank, ctx.world_size),
     )  # fmt: skip
-    out_dir = Path(cfg.output_path) if cfg.output_path else default_output_dir(cfg, checkpoint)
-    composites = out_dir / "composites" if cfg.output_path else None
-    check_output_dir(composites or out_dir)  # now, not after the whole evaluation
     settings.update(
         dataset=cfg.dataset,
         data_root=cfg.eval_data_root or cfg.data_root,

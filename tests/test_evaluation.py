@@ -49,9 +49,15 @@ def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def result(index: int, hole_pixels: int, psnr: float, ssim: float, pixels: int = 100):
     return ImageResult(
-        index=index, source=f"img{index}", hole_ratio=hole_pixels / pixels,
-        hole_pixels=hole_pixels, pixels=pixels, psnr=psnr, ssim=ssim, l1=0.01,
-    )  # fmt: skip
+        index=index,
+        source=f"img{index}",
+        hole_ratio=hole_pixels / pixels,
+        hole_pixels=hole_pixels,
+        pixels=pixels,
+        psnr=psnr,
+        ssim=ssim,
+        l1=0.01,
+    )
 
 
 # --------------------------------------------------------------------------- buckets, text
@@ -194,8 +200,12 @@ def test_model_figures_do_not_depend_on_batch_size(weights_file: Path) -> None:
 
 def test_run_folder_reports_into_the_run_and_explicit_structure_wins(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    state = {"model": {"width": 8, "align_corners": False}, "structure": "correct",
-             "generator": Generator(width=8).state_dict(), "iteration": 10}  # fmt: skip
+    state = {
+        "model": {"width": 8, "align_corners": False},
+        "structure": "correct",
+        "generator": Generator(width=8).state_dict(),
+        "iteration": 10,
+    }
     save_training_checkpoint(run / "checkpoints" / "checkpoint_0000010.pt", state)
     evaluation = quiet_eval(config(checkpoint_path=str(run), eval_limit=2), structure="authors")
     assert evaluation.output_dir == run / "eval" / "checkpoint_0000010-demo"
@@ -218,8 +228,15 @@ def test_cli_prints_seed_block_and_respects_structure_sources(
     lines = out.splitlines()
     start = lines.index("PSNR:")
     assert [line.split(":")[0] for line in lines[start : start + 8]] == [
-        "PSNR", "0-20%", "20-40%", "40-60%", "SSIM", "0-20%", "20-40%", "40-60%",
-    ]  # fmt: skip
+        "PSNR",
+        "0-20%",
+        "20-40%",
+        "40-60%",
+        "SSIM",
+        "0-20%",
+        "20-40%",
+        "40-60%",
+    ]
     assert "60-100% (dropped by the port)" in out
     assert main(["eval", "--config", str(cfg), "structure=correct", "--no-progress"]) == 0
     assert "structure inputs: 'correct' (set explicitly)" in capsys.readouterr().out
@@ -230,9 +247,18 @@ def test_unreadable_image_stops_the_evaluation(tmp_path: Path, capsys) -> None:
     images.mkdir()
     Image.new("RGB", (140, 140), (10, 200, 30)).save(images / "a.png")
     (images / "b.png").write_bytes(b"not a png")
-    code = main(["eval", "dataset=folder", f"data_root={images}", "method=telea",
-                 "image_load_size=[128,128]", "num_parallel_workers=0",
-                 f"output_path={tmp_path / 'o'}", "--no-progress"])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "dataset=folder",
+            f"data_root={images}",
+            "method=telea",
+            "image_load_size=[128,128]",
+            "num_parallel_workers=0",
+            f"output_path={tmp_path / 'o'}",
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert "b.png" in capsys.readouterr().err
 
@@ -243,7 +269,146 @@ def test_bad_settings_are_input_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="pretrained_vgg"):
         evaluate(
             config(method="telea", eval_limit=1, lpips_weights=str(tmp_path / "x.pth")),
-            progress=False, echo=lambda _: None,
-        )  # fmt: skip
+            progress=False,
+            echo=lambda _: None,
+        )
     with pytest.raises(InputError, match="inpaint_radius"):
         config(inpaint_radius=0)
+
+
+# --------------------------------------------------------------------------- output faults
+
+
+def test_unwritable_output_path_fails_before_evaluating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ctsdg.evaluation as evaluation
+
+    def no_loader(*args, **kwargs):
+        raise AssertionError("evaluation started before the output place was checked")
+
+    monkeypatch.setattr(evaluation, "build_loader", no_loader)
+    (tmp_path / "file").write_text("not a folder")
+    args = ["eval", "dataset=demo", "method=telea", "image_load_size=[128,128]", "eval_limit=2"]
+    code = main([*args, f"output_path={tmp_path / 'file' / 'sub'}", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "cannot write" in err and "not a directory" in err and "file" in err
+
+
+def test_figures_are_printed_when_the_reports_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+    import os
+
+    import ctsdg.fileio as fileio
+
+    real = fileio.atomic_write
+
+    def full_for_metrics(path, write):
+        if Path(path).name.startswith("metrics"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, write)
+
+    monkeypatch.setattr(fileio, "atomic_write", full_for_metrics)
+    out = tmp_path / "o"
+    code = main(
+        [
+            "eval",
+            "dataset=demo",
+            "method=telea",
+            "image_load_size=[128,128]",
+            "eval_limit=3",
+            "num_parallel_workers=0",
+            f"output_path={out}",
+            "--no-progress",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "PSNR:\n0-20%:" in captured.out and "all" in captured.out  # the figures, first
+    assert captured.err.count("\n") == 1 and "no space left" in captured.err
+    assert "metrics.json" in captured.err and "not saved" in captured.err
+    assert not (out / "metrics.json").exists() and not list(out.glob(".*.tmp"))
+    assert len(list((out / "composites").iterdir())) == 3  # written before the disk filled
+
+
+def test_eval_rejects_model_keys_it_takes_from_the_checkpoint(
+    weights_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for override in ("width=32", "align_corners=true"):
+        code = main(["eval", f"checkpoint_path={weights_file}", override, "dataset=demo"])
+        err = capsys.readouterr().err
+        assert code == 2 and override.split("=")[0] in err and "from the checkpoint" in err
+
+
+# --------------------------------------------------------------------------- torchrun
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_give_the_same_figures(tmp_path: Path, weights_file: Path) -> None:
+    """2 gloo processes shard the images; rank 0 gathers every score and writes the reports."""
+    import os
+    import subprocess
+    import sys
+
+    common = [
+        "eval",
+        "dataset=demo",
+        "image_load_size=[128,128]",
+        "num_parallel_workers=0",
+        f"checkpoint_path={weights_file}",
+        "eval_limit=7",
+        "device=cpu",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ctsdg",
+            *common,
+            f"output_path={tmp_path / 'one'}",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29731",
+            "-m",
+            "ctsdg",
+            *common,
+            f"output_path={tmp_path / 'two'}",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("PSNR:") == 1  # rank 0 alone prints
+    a = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert b["processes"] == 2 and a["processes"] == 1
+    assert [r["source"] for r in b["per_image"]] == [r["source"] for r in a["per_image"]]
+    for key in ("per_image", "seed_buckets", "buckets", "all"):
+        assert b[key] == a[key], key
+    names = sorted(p.name for p in (tmp_path / "one" / "composites").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "two" / "composites").iterdir())
+    for name in names:
+        assert (tmp_path / "one" / "composites" / name).read_bytes() == (
+            tmp_path / "two" / "composites" / name
+        ).read_bytes()

@@ -368,3 +368,59 @@ def test_jpeg_to_jpeg_reuses_the_source_quantisation(tmp_path: Path, weights_fil
     before.save(quality_95, format="JPEG", quality=95)
     c = np.asarray(Image.open(quality_95)).astype(int)[96:, 96:]
     assert np.abs(a - b).mean() < np.abs(a - c).mean()  # closer than the old quality-95 output
+
+
+# --------------------------------------------------------------------------- torchrun
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_write_the_same_files(tmp_path: Path, weights_file: Path) -> None:
+    """2 gloo processes share a folder job out; the files equal one process's, byte for byte."""
+    import subprocess
+    import sys
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for i in range(5):
+        photo(160 + 8 * i, 120).save(images / f"{i}.png")
+        box_mask(160 + 8 * i, 120, (10 + 5 * i, 20, 60, 70)).save(masks / f"{i}.png")
+    photo().save(images / "unpaired.png")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    common = [images, masks, "--checkpoint", weights_file, "--device", "cpu"]
+    one = subprocess.run(
+        [sys.executable, "-m", "ctsdg", "inpaint", *map(str, common), "-o", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29733",
+            "-m",
+            "ctsdg",
+            "inpaint",
+            *map(str, common),
+            "-o",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert one.returncode == 1 and two.returncode == 1, two.stderr  # the unpaired image
+    assert "wrote 5 of 5 images" in two.stdout and two.stdout.count("inpainting 5") == 1
+    assert two.stderr.count("1 item(s) failed") == 1 and "unpaired.png: no mask" in two.stderr
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == [f"{i}.png" for i in range(5)]
+    assert names == sorted(p.name for p in (tmp_path / "two").iterdir())
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
