@@ -341,66 +341,20 @@ def _add_inpaint(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_inpaint(args: argparse.Namespace) -> int:
-    import warnings
-    from pathlib import Path
+    from ctsdg.jobs import inpaint_command
 
-    from ctsdg.inference import Inpainter
-    from ctsdg.jobs import check_outputs, plan_jobs, run_jobs
-    from ctsdg.runtime import tune_cpu_allocator
-    from ctsdg.training import distributed
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"ctsdg: warning: {message}", file=sys.stderr)
-
-    tune_cpu_allocator()
-    # Under torchrun every rank plans the same jobs and inpaints every world_size-th one;
-    # rank 0 alone prints.
-    ctx = distributed.setup(args.device)
-    say = print if ctx.is_main else (lambda *a, **k: None)
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        plan = plan_jobs(
-            Path(args.image), Path(args.mask), Path(args.output), overwrite=args.overwrite
-        )
-        check_outputs(plan)
-        distributed.barrier(ctx)  # no rank writes before every rank has checked for overwrites
-        inpainter = Inpainter.from_checkpoint(
-            args.checkpoint, ctx.device, args.strategy, size=args.size,
-            structure=args.structure, precision=args.precision,
-        )  # fmt: skip
-        jobs = plan.jobs
-        processes = f", {ctx.world_size} processes" if ctx.distributed else ""
-        say(
-            f"inpainting {len(jobs)} image(s) with {args.checkpoint} on {inpainter.device} "
-            f"({inpainter.size}x{inpainter.size} model input, '{inpainter.structure}' structure "
-            f"inputs, strategy {args.strategy}{processes})"
-        )
-        failed: list[str] = []  # this rank's
-        counts = {"written": 0, "copied": 0, "failed": 0}
-        for outcome in run_jobs(inpainter, jobs, shard=(ctx.rank, ctx.world_size)):
-            counts[outcome.status] += 1
-            for note in outcome.notes:
-                print(f"ctsdg: warning: {outcome.job.image}: {note}", file=sys.stderr)
-            if outcome.status == "failed" and len(jobs) == 1 and not plan.unpaired:
-                raise InputError(outcome.message)  # a single image: a plain input error
-            if outcome.status == "failed":
-                failed.append(outcome.message)
-                print(f"ctsdg: failed: {outcome.message}", file=sys.stderr)
-            elif len(jobs) == 1 or outcome.status == "copied":
-                note = "" if outcome.status == "written" else " (empty mask: copied unchanged)"
-                print(f"wrote {outcome.job.output}{note}")
-    gathered = distributed.gather_objects((counts, failed), ctx)
-    distributed.teardown()
-    written = sum(c["written"] + c["copied"] for c, _ in gathered)
-    failures = plan.unpaired + [m for _, ms in gathered for m in ms]
-    if len(jobs) > 1:
-        say(f"wrote {written} of {len(jobs)} images under {args.output}")
-    if failures:
-        say(f"ctsdg: {len(failures)} item(s) failed:", file=sys.stderr)
-        for message in failures:
-            say(f"  {message}", file=sys.stderr)
-        return 1
-    return 0
+    return inpaint_command(
+        args.image,
+        args.mask,
+        args.output,
+        args.checkpoint,
+        device=args.device,
+        strategy=args.strategy,
+        size=args.size,
+        structure=args.structure,
+        precision=args.precision,
+        overwrite=args.overwrite,
+    )
 
 
 @_command

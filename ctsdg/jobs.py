@@ -45,7 +45,7 @@ from ctsdg.data.images import IMAGE_EXTENSIONS, list_images, open_image, split_i
 from ctsdg.data.masks import mask_holes
 from ctsdg.errors import InpaintWarning, InputError
 from ctsdg.fileio import atomic_write_bytes, check_output_dir
-from ctsdg.inference import Inpainter
+from ctsdg.inference import Inpainter, Strategy
 
 #: Output extensions and the PIL format each writes.
 SAVE_EXTENSIONS: dict[str, str] = {
@@ -314,6 +314,81 @@ def run_jobs(
         yield run_job(inpainter, job)
 
 
+# --------------------------------------------------------------------------- the command
+
+
+def inpaint_command(
+    image: str,
+    mask: str,
+    output: str,
+    checkpoint: str,
+    *,
+    device: str = "auto",
+    strategy: Strategy = "auto",
+    size: int | None = None,
+    structure: str | None = None,
+    precision: str = "fp32",
+    overwrite: bool = False,
+) -> int:
+    """``ctsdg inpaint``: plan, check, inpaint, report; returns the exit status (1 when any item
+    failed). Under torchrun every rank plans the same jobs and inpaints every world_size-th one;
+    rank 0 alone prints the summary."""
+    from ctsdg.runtime import tune_cpu_allocator
+    from ctsdg.training import distributed
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
+        print(f"ctsdg: warning: {message}", file=sys.stderr)
+
+    tune_cpu_allocator()
+    ctx = distributed.setup(device)
+    say = print if ctx.is_main else _silent
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        plan = plan_jobs(Path(image), Path(mask), Path(output), overwrite=overwrite)
+        check_outputs(plan)
+        distributed.barrier(ctx)  # no rank writes before every rank has checked for overwrites
+        inpainter = Inpainter.from_checkpoint(
+            checkpoint, ctx.device, strategy, size=size, structure=structure, precision=precision
+        )
+        jobs = plan.jobs
+        processes = f", {ctx.world_size} processes" if ctx.distributed else ""
+        say(
+            f"inpainting {len(jobs)} image(s) with {checkpoint} on {inpainter.device} "
+            f"({inpainter.size}x{inpainter.size} model input, '{inpainter.structure}' structure "
+            f"inputs, strategy {strategy}{processes})"
+        )
+        failed: list[str] = []  # this rank's
+        done = 0
+        for outcome in run_jobs(inpainter, jobs, shard=(ctx.rank, ctx.world_size)):
+            for note in outcome.notes:
+                print(f"ctsdg: warning: {outcome.job.image}: {note}", file=sys.stderr)
+            if outcome.status == "failed" and len(jobs) == 1 and not plan.unpaired:
+                raise InputError(outcome.message)  # a single image: a plain input error
+            if outcome.status == "failed":
+                failed.append(outcome.message)
+                print(f"ctsdg: failed: {outcome.message}", file=sys.stderr)
+                continue
+            done += 1
+            if len(jobs) == 1 or outcome.status == "copied":
+                note = "" if outcome.status == "written" else " (empty mask: copied unchanged)"
+                print(f"wrote {outcome.job.output}{note}")
+    gathered = distributed.gather_objects((done, failed), ctx)
+    distributed.teardown()
+    failures = plan.unpaired + [m for _, ms in gathered for m in ms]
+    if len(jobs) > 1:
+        say(f"wrote {sum(n for n, _ in gathered)} of {len(jobs)} images under {output}")
+    if failures:
+        say(f"ctsdg: {len(failures)} item(s) failed:", file=sys.stderr)
+        for message in failures:
+            say(f"  {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _silent(*args: object, **kwargs: object) -> None:
+    """``print`` of the ranks that do not print."""
+
+
 __all__ = [
     "FORMAT_MODES",
     "SAVE_EXTENSIONS",
@@ -323,6 +398,7 @@ __all__ = [
     "check_outputs",
     "encode_image",
     "fit_mode",
+    "inpaint_command",
     "plan_jobs",
     "run_job",
     "run_jobs",
