@@ -191,6 +191,7 @@ def evaluate(
         f"evaluating {cfg.method} {what} on {cfg.dataset} ({len(dataset)} images, "
         f"{cfg.image_load_size[0]}x{cfg.image_load_size[1]}) on {device}, {cfg.precision}, "
         f"batch {cfg.test_batch_size}"
+        + (f", {ctx.world_size} processes" if ctx.distributed else "")
     )
     if generator is not None:
         echo(f"structure inputs: '{used}' ({reason})")

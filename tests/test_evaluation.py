@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from ctsdg.checkpoints import ModelConfig, save_training_checkpoint, save_weights
+from ctsdg.checkpoints import save_training_checkpoint
 from ctsdg.cli import main
 from ctsdg.config import load_config
 from ctsdg.errors import InputError
@@ -25,6 +24,7 @@ from ctsdg.evaluation import (
     summarize_all,
 )
 from ctsdg.models import Generator
+from tests.inpainting import run_ctsdg, tiny_weights
 
 SMALL = {"dataset": "demo", "image_load_size": [128, 128], "num_parallel_workers": 0}
 
@@ -39,12 +39,7 @@ def quiet_eval(cfg, **kwargs) -> Evaluation:
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    generator = Generator(width=8)
-    return save_weights(
-        path, model=ModelConfig(8), structure="authors", generator=generator.state_dict()
-    )
+    return tiny_weights(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
 
 def result(index: int, hole_pixels: int, psnr: float, ssim: float, pixels: int = 100):
@@ -349,9 +344,6 @@ def test_eval_rejects_model_keys_it_takes_from_the_checkpoint(
 @pytest.mark.slow
 def test_torchrun_two_processes_give_the_same_figures(tmp_path: Path, weights_file: Path) -> None:
     """2 gloo processes shard the images; rank 0 gathers every score and writes the reports."""
-    import os
-    import subprocess
-    import sys
 
     common = [
         "eval",
@@ -362,41 +354,10 @@ def test_torchrun_two_processes_give_the_same_figures(tmp_path: Path, weights_fi
         "eval_limit=7",
         "device=cpu",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ctsdg",
-            *common,
-            f"output_path={tmp_path / 'one'}",
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    one = run_ctsdg(*common, f"output_path={tmp_path / 'one'}", "--no-progress")
     assert one.returncode == 0, one.stderr
-    two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29731",
-            "-m",
-            "ctsdg",
-            *common,
-            f"output_path={tmp_path / 'two'}",
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
+    two = run_ctsdg(
+        *common, f"output_path={tmp_path / 'two'}", "--no-progress", processes=2, port=29731
     )
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("PSNR:") == 1  # rank 0 alone prints

@@ -6,25 +6,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from skimage import data
 
 import ctsdg
-from ctsdg.checkpoints import ModelConfig, save_weights
 from ctsdg.errors import InputError
 from ctsdg.inference import Inpainter, InpaintWarning
 from ctsdg.models import Generator
+from tests.inpainting import box_mask, photo, tiny_weights
 
 SIZE = 128  # the model's square in these tests (a width-8 generator)
 
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    state = Generator(width=8).state_dict()
-    return save_weights(path, model=ModelConfig(8), structure="authors", generator=state)
+    return tiny_weights(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
 
 @pytest.fixture()
@@ -43,18 +38,6 @@ def count_forward_calls(inpainter: Inpainter, monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(inpainter.generator, "forward", counted)
     return calls
-
-
-def photo(width: int = 300, height: int = 200) -> Image.Image:
-    return Image.fromarray(data.astronaut()).resize((width, height), Image.Resampling.BILINEAR)
-
-
-def box_mask(width: int, height: int, *boxes: tuple[int, int, int, int]) -> Image.Image:
-    """White (hole) rectangles (left, top, right, bottom) on black."""
-    m = np.zeros((height, width), np.uint8)
-    for left, top, right, bottom in boxes:
-        m[top:bottom, left:right] = 255
-    return Image.fromarray(m)
 
 
 def assert_only_holes_changed(before: np.ndarray, after: np.ndarray, holes: np.ndarray) -> None:

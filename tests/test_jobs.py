@@ -10,35 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from skimage import data
 
-from ctsdg.checkpoints import ModelConfig, save_weights
 from ctsdg.cli import main
-from ctsdg.models import Generator
+from tests import inpainting
+from tests.inpainting import box_mask, run_ctsdg, tiny_weights
 
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A width-8 generator that records a 128 x 128 training size (fast inference)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    state = Generator(width=8).state_dict()
-    return save_weights(
-        path, model=ModelConfig(8), structure="authors", generator=state, image_size=128
-    )
+    return tiny_weights(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", image_size=128)
 
 
 def photo(width: int = 200, height: int = 150) -> Image.Image:
-    return Image.fromarray(data.astronaut()).resize((width, height), Image.Resampling.BILINEAR)
-
-
-def box_mask(width: int, height: int, *boxes: tuple[int, int, int, int]) -> Image.Image:
-    m = np.zeros((height, width), np.uint8)
-    for left, top, right, bottom in boxes:
-        m[top:bottom, left:right] = 255
-    return Image.fromarray(m)
+    return inpainting.photo(width, height)
 
 
 def cli(*args: str | Path) -> int:
@@ -152,37 +138,21 @@ def test_no_pair_at_all_is_an_error_before_the_model(tmp_path: Path, monkeypatch
 def test_unreadable_and_multi_frame_inputs_are_named(tmp_path: Path, weights_file, capsys):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
     box_mask(20, 20, (5, 5, 10, 10)).save(tmp_path / "m.png")
-    code = cli(
-        tmp_path / "broken.png",
-        tmp_path / "m.png",
-        "-o",
-        tmp_path / "o.png",
-        "--checkpoint",
-        weights_file,
-    )
-    assert code == 2 and "broken.png" in capsys.readouterr().err
-    code = cli(
-        tmp_path / "m.png",
-        tmp_path / "missing.png",
-        "-o",
-        tmp_path / "o.png",
-        "--checkpoint",
-        weights_file,
-    )
-    assert code == 2 and "missing.png" in capsys.readouterr().err
     frames = [photo(64, 48), photo(64, 48).transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
     box_mask(64, 48, (5, 5, 10, 10)).save(tmp_path / "m64.png")
-    code = cli(
-        tmp_path / "anim.gif",
-        tmp_path / "m64.png",
-        "-o",
-        tmp_path / "anim.png",
-        "--checkpoint",
-        weights_file,
+    cases = [("broken.png", "m.png", "broken.png"), ("m.png", "missing.png", "missing.png")]
+    for image, mask, named in cases:
+        out = tmp_path / "o.png"
+        assert cli(tmp_path / image, tmp_path / mask, "-o", out, "--checkpoint", weights_file) == 2
+        assert named in capsys.readouterr().err
+    out = tmp_path / "anim.png"
+    assert (
+        cli(tmp_path / "anim.gif", tmp_path / "m64.png", "-o", out, "--checkpoint", weights_file)
+        == 2
     )
     err = capsys.readouterr().err
-    assert code == 2 and "anim.gif has 2 frames" in err
+    assert "anim.gif has 2 frames" in err
     assert not (tmp_path / "anim.png").exists()
 
 
@@ -376,9 +346,6 @@ def test_jpeg_to_jpeg_reuses_the_source_quantisation(tmp_path: Path, weights_fil
 @pytest.mark.slow
 def test_torchrun_two_processes_write_the_same_files(tmp_path: Path, weights_file: Path) -> None:
     """2 gloo processes share a folder job out; the files equal one process's, byte for byte."""
-    import subprocess
-    import sys
-
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
     masks.mkdir()
@@ -386,36 +353,9 @@ def test_torchrun_two_processes_write_the_same_files(tmp_path: Path, weights_fil
         photo(160 + 8 * i, 120).save(images / f"{i}.png")
         box_mask(160 + 8 * i, 120, (10 + 5 * i, 20, 60, 70)).save(masks / f"{i}.png")
     photo().save(images / "unpaired.png")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    common = [images, masks, "--checkpoint", weights_file, "--device", "cpu"]
-    one = subprocess.run(
-        [sys.executable, "-m", "ctsdg", "inpaint", *map(str, common), "-o", str(tmp_path / "one")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29733",
-            "-m",
-            "ctsdg",
-            "inpaint",
-            *map(str, common),
-            "-o",
-            str(tmp_path / "two"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    common = ["inpaint", images, masks, "--checkpoint", weights_file, "--device", "cpu"]
+    one = run_ctsdg(*common, "-o", tmp_path / "one")
+    two = run_ctsdg(*common, "-o", tmp_path / "two", processes=2, port=29733)
     assert one.returncode == 1 and two.returncode == 1, two.stderr  # the unpaired image
     assert "wrote 5 of 5 images" in two.stdout and two.stdout.count("inpainting 5") == 1
     assert two.stderr.count("1 item(s) failed") == 1 and "unpaired.png: no mask" in two.stderr

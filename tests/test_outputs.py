@@ -10,19 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from ctsdg.checkpoints import ModelConfig, load_weights, save_training_checkpoint, save_weights
+from ctsdg.checkpoints import load_weights, save_training_checkpoint
 from ctsdg.cli import main
 from ctsdg.errors import InputError
 from ctsdg.fileio import atomic_write, write_error
 from ctsdg.models import Generator
+from tests.inpainting import tiny_weights
 
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    state = Generator(width=8).state_dict()
-    return save_weights(path, model=ModelConfig(8), structure="authors", generator=state)
+    return tiny_weights(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
 
 def leftovers(folder: Path) -> list[str]:
