@@ -364,3 +364,16 @@ def test_torchrun_two_processes_write_the_same_files(tmp_path: Path, weights_fil
     assert names == sorted(p.name for p in (tmp_path / "two").iterdir())
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_sixteen_bit_colour_says_it_comes_back_8_bit(tmp_path: Path, weights_file, capsys):
+    import cv2
+
+    colour = np.asarray(photo()).astype(np.uint16) * 257
+    cv2.imwrite(str(tmp_path / "in.png"), colour[..., ::-1])  # Pillow cannot write 48-bit PNG
+    box_mask(200, 150, (30, 30, 80, 80)).save(tmp_path / "mask.png")
+    out = tmp_path / "out.png"
+    code = cli(tmp_path / "in.png", tmp_path / "mask.png", "-o", out, "--checkpoint", weights_file)
+    assert code == 0
+    assert "16 bits per colour channel" in capsys.readouterr().err
+    assert Image.open(out).mode == "RGB"

@@ -238,6 +238,13 @@ def open_image(path: Path, what: str = "image") -> Image.Image:
                     f"{what} {path} has {frames} frames ({opened.format}); ctsdg inpaints "
                     "single images: extract the frame you want first"
                 )
+            if opened.mode in ("RGB", "RGBA") and _sixteen_bit_colour(opened):
+                warnings.warn(
+                    f"{path} has 16 bits per colour channel, which Pillow decodes to 8: the "
+                    "result is 8-bit",
+                    InpaintWarning,
+                    stacklevel=2,
+                )
             opened.load()
             hints = {}
             if opened.format == "JPEG":
@@ -254,6 +261,16 @@ def open_image(path: Path, what: str = "image") -> Image.Image:
         raise InputError(f"{what} not found: {path}") from None
     except DECODE_ERRORS as err:
         raise InputError(f"cannot read {what} {path}: {type(err).__name__}: {err}") from None
+
+
+def _sixteen_bit_colour(image: Image.Image) -> bool:
+    """Whether a not yet loaded RGB(A) file stores 16 bits per channel (its decoder's raw mode,
+    e.g. ``RGB;16B`` for a 48-bit PNG), which Pillow reduces to 8."""
+    for tile in getattr(image, "tile", None) or ():
+        raw = tile.args[0] if isinstance(tile.args, tuple) and tile.args else tile.args
+        if isinstance(raw, str) and ";16" in raw:
+            return True
+    return False
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
