@@ -31,6 +31,7 @@ model on inputs it was not trained on only measures the mismatch.
 from __future__ import annotations
 
 import io
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -200,7 +201,9 @@ def evaluate(
 
     results: list[ImageResult] = []
     start = time.perf_counter()
-    bar = tqdm(total=len(dataset), unit="img", disable=not progress or not ctx.is_main, desc="eval")
+    # a bar on a terminal only: in a log file it is thousands of carriage returns
+    shown = progress and ctx.is_main and sys.stderr.isatty()
+    bar = tqdm(total=len(dataset), unit="img", disable=not shown, desc="eval", file=sys.stderr)
     with torch.inference_mode():
         for batch in loader:
             batch = batch.to(device, non_blocking=True)

@@ -329,6 +329,12 @@ def test_figures_are_printed_when_the_reports_cannot_be_written(
     assert len(list((out / "composites").iterdir())) == 3  # written before the disk filled
 
 
+def test_no_progress_bar_in_a_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["eval", "dataset=demo", "method=telea", "image_load_size=[128,128]", "eval_limit=2"]
+    assert main([*args, "num_parallel_workers=0", f"output_path={tmp_path}"]) == 0
+    assert "img/s" not in capsys.readouterr().err  # stderr is not a terminal here
+
+
 def test_eval_rejects_model_keys_it_takes_from_the_checkpoint(
     weights_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
