@@ -100,6 +100,9 @@ def _add_masks(sub: argparse._SubParsersAction) -> None:
         help="hole-ratio buckets in percent, each (lo, hi] (default: the ten 10%% buckets)",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="K", help="seed (default 0)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace mask files already in OUT_DIR"
+    )
     parser.set_defaults(run=_run_masks)
 
 
@@ -108,8 +111,9 @@ def _run_masks(args: argparse.Namespace) -> int:
 
     buckets = parse_buckets(args.buckets)
     entries = write_mask_set(
-        args.out_dir, args.per_bucket, size=args.size, buckets=buckets, seed=args.seed
-    )
+        args.out_dir, args.per_bucket, size=args.size, buckets=buckets, seed=args.seed,
+        overwrite=args.overwrite,
+    )  # fmt: skip
     print(
         f"wrote {len(entries)} masks ({args.per_bucket} per bucket, {args.size}x{args.size}, "
         f"seed {args.seed}) to {args.out_dir}"
@@ -135,20 +139,26 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
         choices=("authors", "correct"),
         help="override the recorded structure-input convention (default: the source's)",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing DST")
     parser.set_defaults(run=_run_convert)
 
 
 def _run_convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ctsdg.checkpoints import convert
 
     if not args.destination.endswith(".safetensors"):
         raise InputError(f"{args.destination}: weights files end in .safetensors")
+    if Path(args.destination).exists() and not args.overwrite:
+        raise InputError(f"{args.destination} already exists; pass --overwrite to replace it")
     weights = convert(args.source, args.destination, structure=args.structure)
     networks = "generator" + (" + discriminator" if weights.discriminator else "")
     print(
         f"wrote {args.destination}: {networks} from {weights.format} checkpoint {weights.path} "
         f"(width {weights.model.width}, align_corners {weights.model.align_corners}, "
-        f"structure inputs '{weights.structure}')"
+        f"structure inputs '{weights.structure}', trained at {weights.trained_size}x"
+        f"{weights.trained_size})"
     )
     return 0
 
@@ -257,22 +267,37 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from ctsdg.config import load_config, parse_overrides, resolve_config_path
-    from ctsdg.evaluation import evaluate, full_table, seed_block
+    from ctsdg.config import load_config, resolve_config_path
+    from ctsdg.evaluation import ReportWriteError, evaluate, full_table, seed_block
 
-    overrides = parse_overrides(args.overrides)
     path = resolve_config_path(args.config) if args.config else None
-    config = load_config(path, overrides)
+    config = load_config(path, args.overrides)
     # Only a structure= typed on this command line overrides the checkpoint's convention; a
     # config file's structure key says what new training uses.
-    explicit = config.structure if "structure" in overrides else None
-    if explicit is None and path is not None and config.method == "ctsdg":
-        import yaml
-
-        if "structure" in (yaml.safe_load(path.read_text()) or {}):
-            print(f"note: {path}'s structure key (for training) is not used; the checkpoint's "
-                  "convention is (add structure=correct|authors here to force one)")  # fmt: skip
-    result = evaluate(config, structure=explicit, progress=not args.no_progress)
+    origin = config.origin("structure")
+    explicit = config.structure if origin == "override" else None
+    if origin == "file" and config.method == "ctsdg":
+        print(
+            f"note: {path}'s structure key (for training) is not used; the checkpoint's "
+            "convention is (add structure=correct|authors here to force one)"
+        )
+    # eval builds the network from the checkpoint: a width / align_corners given here would be
+    # silently ignored, so say so instead
+    ignored = [k for k in ("width", "align_corners") if config.origin(k) == "override"]
+    if ignored:
+        raise InputError(
+            f"{ignored[0]}=: eval takes the model's {' and '.join(ignored)} from the checkpoint "
+            "(checkpoint_path); drop the override"
+        )
+    try:
+        result = evaluate(config, structure=explicit, progress=not args.no_progress)
+    except ReportWriteError as err:  # the figures first, then the one-line error
+        print(seed_block(err.evaluation))
+        print()
+        print(full_table(err.evaluation))
+        raise
+    if result.output_dir is None:  # a torchrun rank other than 0: rank 0 prints and writes
+        return 0
     print(seed_block(result))
     print()
     print(full_table(result))
@@ -287,10 +312,14 @@ def _add_inpaint(sub: argparse._SubParsersAction) -> None:
         help="inpaint images of any size: IMAGE MASK -o OUT (files or folders)",
         description=(
             "Fill the white (hole) pixels of MASK in IMAGE and write OUT; every other pixel is "
-            "kept as it is. IMAGE and MASK may be folders (paired by relative path without "
-            "extension, e.g. a/1.jpg with a/1.png), or a folder of images with one mask file. "
-            "OUT keeps the input's size, mode and alpha; its extension picks the format "
-            "(folders keep each input's name and format)."
+            "kept as it is (exactly, in PNG, BMP, TIFF and WebP outputs). IMAGE and MASK may be "
+            "folders (paired by relative path without extension, e.g. a/1.jpg with a/1.png), "
+            "or a folder of images with one mask file. OUT keeps the input's size, alpha, mode "
+            "and bit depth where its format can store them (a warning says when not); its "
+            "extension picks the format (folders keep each input's name and format). Existing "
+            "files are not replaced without --overwrite. Folder jobs go on past bad pairs and "
+            "end with a summary (exit 1). Under torchrun the images are shared out over the "
+            "processes."
         ),
     )
     parser.add_argument("image", metavar="IMAGE", help="image file or folder")
@@ -320,39 +349,29 @@ def _add_inpaint(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="default fp32"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing output files, the input itself included (default: refuse)",
+    )
     parser.set_defaults(run=_run_inpaint)
 
 
 def _run_inpaint(args: argparse.Namespace) -> int:
-    import warnings
-    from pathlib import Path
+    from ctsdg.jobs import inpaint_command
 
-    from ctsdg.inference import Inpainter, plan_jobs, run_jobs
-    from ctsdg.runtime import tune_cpu_allocator
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"ctsdg: warning: {message}", file=sys.stderr)
-
-    tune_cpu_allocator()
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        jobs = plan_jobs(Path(args.image), Path(args.mask), Path(args.output))
-        inpainter = Inpainter.from_checkpoint(
-            args.checkpoint, args.device, args.strategy, size=args.size,
-            structure=args.structure, precision=args.precision,
-        )  # fmt: skip
-        print(
-            f"inpainting {len(jobs)} image(s) with {args.checkpoint} on {inpainter.device} "
-            f"({inpainter.size}x{inpainter.size} model input, '{inpainter.structure}' structure "
-            f"inputs, strategy {args.strategy})"
-        )
-        for job, had_holes in run_jobs(inpainter, jobs):
-            if len(jobs) == 1 or not had_holes:
-                note = "" if had_holes else " (empty mask: copied unchanged)"
-                print(f"wrote {job.output}{note}")
-    if len(jobs) > 1:
-        print(f"wrote {len(jobs)} images under {args.output}")
-    return 0
+    return inpaint_command(
+        args.image,
+        args.mask,
+        args.output,
+        args.checkpoint,
+        device=args.device,
+        strategy=args.strategy,
+        size=args.size,
+        structure=args.structure,
+        precision=args.precision,
+        overwrite=args.overwrite,
+    )
 
 
 @_command
@@ -387,6 +406,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         choices=("authors", "correct"),
         help="record this structure-input convention (default: the checkpoint's)",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
     parser.set_defaults(run=_run_export)
 
 
@@ -397,7 +417,7 @@ def _run_export(args: argparse.Namespace) -> int:
     try:
         result = export(
             args.checkpoint, args.output, fmt, size=args.size, opset=args.opset,
-            structure=args.structure,
+            structure=args.structure, overwrite=args.overwrite,
         )  # fmt: skip
     except ExportMismatchError as err:
         print(f"ctsdg: error: {err}", file=sys.stderr)

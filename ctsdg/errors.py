@@ -15,18 +15,23 @@ class InputError(ValueError):
     """
 
 
+class InpaintWarning(UserWarning):
+    """Something was adjusted to make an input usable or writable (a mask resized, an image
+    written in another mode than it was read in); the CLI prints it as one line."""
+
+
+# errno -> the reason a user reads; anything else falls back to the system's own wording.
 _REASONS = {
     errno.ENOSPC: "no space left on the device",
     errno.EDQUOT: "disk quota exceeded",
     errno.EROFS: "read-only file system",
     errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.ENOTDIR: "a parent is not a directory",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "not a directory (a parent in the path is a file)",
     errno.EISDIR: "is a directory",
-    errno.EEXIST: "already exists",
+    errno.EEXIST: "exists and is not a directory",
     errno.ENOENT: "no such file or directory",
-    errno.ENAMETOOLONG: "name too long",
-    errno.EIO: "input/output error",
+    errno.ENAMETOOLONG: "file name too long",
 }
 
 

@@ -24,6 +24,7 @@ ONNX Runtime runs every operator of the graph (``Col2Im`` included) on its CPU p
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import warnings
@@ -35,6 +36,7 @@ from typing import Any, Literal
 import torch
 
 from ctsdg.errors import InputError
+from ctsdg.fileio import atomic_write_bytes, check_output_dir
 from ctsdg.models import Generator
 
 Format = Literal["onnx", "torchscript"]
@@ -124,41 +126,57 @@ def _quiet_tracing() -> Iterator[None]:
         yield
 
 
-def write_onnx(
-    generator: Generator, path: Path, size: int, metadata: dict[str, str], opset: int = OPSET
-) -> None:
-    """Export ``generator`` (CPU, eval) to ONNX with a dynamic batch axis and metadata."""
+def onnx_bytes(
+    generator: Generator, size: int, metadata: dict[str, str], opset: int = OPSET
+) -> bytes:
+    """``generator`` (CPU, eval) as an ONNX file's bytes: dynamic batch axis, metadata."""
     import onnx
 
     if opset < OPSET:
         raise InputError(f"--opset {opset}: Col2Im (the attention's fold) needs opset >= {OPSET}")
     example = random_inputs(1, size)
     dynamic = {name: {0: "batch"} for name in INPUT_NAMES + OUTPUT_NAMES}
+    buffer = io.BytesIO()
     with _quiet_tracing(), _col2im_symbolic(), torch.no_grad():
         torch.onnx.export(
             generator,
             example,
-            str(path),
+            buffer,
             input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES),
             dynamic_axes=dynamic,
             opset_version=opset,
             dynamo=False,
         )
-    model = onnx.load(str(path))
+    model = onnx.load_from_string(buffer.getvalue())
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    return model.SerializeToString()
+
+
+def torchscript_bytes(generator: Generator, size: int, metadata: dict[str, str]) -> bytes:
+    """``generator`` (CPU, eval) traced to a TorchScript archive's bytes; metadata in the
+    ``ctsdg.json`` extra file."""
+    buffer = io.BytesIO()
+    with _quiet_tracing(), torch.no_grad():
+        traced = torch.jit.trace(generator, random_inputs(1, size), check_trace=False)
+        torch.jit.save(traced, buffer, _extra_files={METADATA_FILE: json.dumps(metadata)})
+    return buffer.getvalue()
+
+
+def write_onnx(
+    generator: Generator, path: Path, size: int, metadata: dict[str, str], opset: int = OPSET
+) -> None:
+    """`onnx_bytes` written to ``path`` atomically."""
+    atomic_write_bytes(path, onnx_bytes(generator, size, metadata, opset))
 
 
 def write_torchscript(
     generator: Generator, path: Path, size: int, metadata: dict[str, str]
 ) -> None:
-    """Trace ``generator`` (CPU, eval) to TorchScript; metadata in the ``ctsdg.json`` extra file."""
-    with _quiet_tracing(), torch.no_grad():
-        traced = torch.jit.trace(generator, random_inputs(1, size), check_trace=False)
-        torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
+    """`torchscript_bytes` written to ``path`` atomically."""
+    atomic_write_bytes(path, torchscript_bytes(generator, size, metadata))
 
 
 def max_difference(
@@ -206,6 +224,7 @@ def export(
     structure: str | None = None,
     batch_sizes: tuple[int, ...] = (1, 2),
     tolerance: float = TOLERANCE,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export a checkpoint's generator and check it against PyTorch on random inputs.
 
@@ -213,36 +232,47 @@ def export(
         checkpoint: any checkpoint `ctsdg.load_weights` accepts.
         output: the file to write.
         fmt: ``"onnx"`` or ``"torchscript"``.
-        size: input height and width, a multiple of 128; None: the training size a ctsdg
-            training checkpoint records, else 256 (the published models).
+        size: input height and width, a multiple of 128; None: the training size the weights
+            record (`LoadedWeights.trained_size`), else 256 (the published models).
         opset: ONNX opset (>= 18).
         structure: record this structure-input convention instead of the checkpoint's.
         batch_sizes: batch sizes the check runs (two sizes show the batch axis is dynamic).
         tolerance: largest accepted absolute difference.
+        overwrite: replace an existing ``output`` (otherwise an InputError).
+
+    The file is written atomically: it appears whole, or not at all (an existing file of the
+    same name is replaced only then).
 
     Raises:
-        InputError: bad arguments or checkpoint. ExportMismatchError: the exported model
+        InputError: bad arguments or checkpoint, an output that cannot be written.
+        ExportMismatchError: the exported model
         differs from PyTorch by more than ``tolerance`` (the file is left for inspection).
     """
     from ctsdg.checkpoints import load_weights
-    from ctsdg.inference import trained_size
 
     if fmt not in FORMATS:
         raise InputError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     if size is not None and (size < 128 or size % 128):
         raise InputError(f"--size {size}: the generator needs a multiple of 128")
+    path = Path(output)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; -o names the file to write")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists; pass --overwrite to replace it")
+    check_output_dir(path.parent)  # before the slow part: an unwritable place fails at once
     weights = load_weights(checkpoint)
-    size = size or trained_size(weights)
+    size = size or weights.trained_size
     if structure is not None:
         weights.structure = structure
     generator = weights.build_generator("cpu")
     metadata = export_metadata(weights, size, f"{weights.format}:{weights.path.name}")
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Serialised in memory, then written atomically by Python: a full disk is a one-line error
+    # and never leaves a truncated file (nor aborts TorchScript's C++ writer).
     if fmt == "onnx":
-        write_onnx(generator, path, size, metadata, opset)
+        data = onnx_bytes(generator, size, metadata, opset)
     else:
-        write_torchscript(generator, path, size, metadata)
+        data = torchscript_bytes(generator, size, metadata)
+    atomic_write_bytes(path, data)
     diff = max_difference(path, fmt, generator, size, batch_sizes)
     if not diff <= tolerance:
         raise ExportMismatchError(

@@ -1,22 +1,55 @@
-"""File helpers every writer and reader shares: atomic writes, safe state-dict reads."""
+"""File helpers every writer and reader shares: atomic writes, safe state-dict reads, and the one
+line that says why an output could not be written."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
-from ctsdg.errors import InputError
+from ctsdg.errors import InputError, describe_os_error
+
+
+def write_error(path: str | os.PathLike[str], err: OSError) -> InputError:
+    """The one-line InputError for an output that could not be created or written.
+
+    ``cannot write PATH: REASON`` with REASON from the errno (read-only, not a directory, no
+    space left, permission denied, ...); the CLI prints it and exits with status 2.
+    """
+    return InputError(f"cannot write {describe_os_error(path, err)}")
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into `write_error`'s one-line InputError."""
+    try:
+        yield
+    except OSError as err:
+        raise write_error(path, err) from None
+
+
+def _umask() -> int:
+    # /proc first: os.umask can only be read by setting it, which races with other threads
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, then rename it over.
 
     Returns ``path`` as a Path. On any error the temporary file is removed and ``path`` is
-    untouched, so readers never see half a file.
+    untouched, so readers never see half a file. The file gets the permissions of an ordinary
+    new file (0666 less the umask), not the 0600 of the temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +62,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -36,17 +70,31 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     return path
 
 
-def _umask() -> int:
-    """The process's umask (read without changing it where /proc allows)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # no /proc: the set-and-restore dance
-    os.umask(mask)
-    return mask
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see `atomic_write`); OSError as `write_error`.
+
+    Serialising to bytes first keeps C++ writers (TorchScript, ONNX) away from the disk: a full
+    disk then fails here, in Python, instead of aborting the process.
+    """
+    with writing(path):
+        return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def check_output_dir(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there (then removed).
+
+    Called before long work (evaluation, inference, export) so that an unwritable output place
+    is reported at once, not after the work is done. InputError via `write_error` otherwise.
+    """
+    folder = Path(folder)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(folder))
+        fd, probe = tempfile.mkstemp(prefix=".ctsdg-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    return folder
 
 
 def read_state_dict(path: str | os.PathLike[str], what: str) -> dict[str, torch.Tensor]:

@@ -20,34 +20,31 @@ Pixels outside the holes are returned bit-identical. Structure inputs (gray and 
 computed from the resized / cropped square with `ctsdg.data.structure_inputs` in the checkpoint's
 convention, as the data pipeline does for evaluation.
 
-Masks: white (>= 50 % gray) = hole, as IOPaint and the NVIDIA masks; any mode is converted to
-gray first. A mask whose size differs from the image's is resized (nearest) with a warning.
-Images: RGB in, RGB out; RGBA in, RGBA out with the original alpha (the model sees the colour
-channels as stored); L (gray) in, L out (hole pixels get the luminance of the model's colour
-result), LA likewise; other PIL modes are converted to RGB (RGBA when they carry transparency)
-and returned in that mode. uint8 numpy arrays (H, W), (H, W, 1), (H, W, 3), (H, W, 4) work the
-same way and come back with the input's shape.
+Masks (`ctsdg.data.masks.mask_holes`): white (>= 50 % gray) and opaque = hole, as IOPaint and
+the NVIDIA masks. A mask whose size differs from the image's is resized (nearest) with a
+warning. Images (`ctsdg.data.images.split_image`): the result has the input's mode and depth
+(RGB, RGBA with the original alpha, L, LA, 16-bit gray, palette, CMYK, bilevel; other modes come
+back RGB or RGBA with a warning); uint8 numpy arrays (H, W), (H, W, 1), (H, W, 3), (H, W, 4)
+come back with the input's shape. Reading files, pairing folders and saving results live in
+`ctsdg.jobs`.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-import warnings
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 
-from ctsdg.data.images import DECODE_ERRORS, IMAGE_EXTENSIONS, list_images, sixteen_to_eight
+from ctsdg.data.images import split_image
+from ctsdg.data.masks import mask_holes
 from ctsdg.data.structure import structure_inputs
 from ctsdg.data.tensors import image_to_tensor, tensor_to_image
-from ctsdg.errors import InputError
+from ctsdg.errors import InpaintWarning, InputError
 from ctsdg.models import Generator, generator_inputs
 
 Strategy = Literal["auto", "resize", "crop"]
@@ -58,10 +55,6 @@ MAX_AUTO_CROPS = 8
 CROP_BATCH = 4
 
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray)
-
-
-class InpaintWarning(UserWarning):
-    """Something was adjusted to make the input usable (e.g. a mask resized)."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +104,6 @@ class Inpainter:
         self.precision = precision
         self.merge_distance = size // 8 if merge_distance is None else merge_distance
         self.device = next(generator.parameters()).device
-        self.model_calls = 0  # forward passes run, for tests and logs
 
     @classmethod
     def from_checkpoint(
@@ -126,10 +118,10 @@ class Inpainter:
     ) -> Inpainter:
         """An inpainter from any checkpoint `ctsdg.load_weights` accepts.
 
-        ``size`` None uses the training size a ctsdg training checkpoint records
-        (``image_load_size``), else 256. ``structure`` None uses the convention recorded in the
-        checkpoint (``authors`` for the authors' and MindSpore checkpoints); ``device`` may be
-        ``"auto"``.
+        ``size`` None uses the training size the weights record
+        (`LoadedWeights.trained_size`: a ctsdg checkpoint's, else 256). ``structure`` None
+        uses the convention recorded in the checkpoint (``authors`` for the authors' and
+        MindSpore checkpoints); ``device`` may be ``"auto"``.
         """
         from ctsdg.checkpoints import load_weights
         from ctsdg.runtime import resolve_device
@@ -139,7 +131,7 @@ class Inpainter:
         return cls(
             generator,
             structure=structure or weights.structure,
-            size=size or trained_size(weights),
+            size=size or weights.trained_size,
             strategy=strategy,
             precision=precision,
         )
@@ -152,16 +144,17 @@ class Inpainter:
         Args:
             image: a PIL image (any mode) or a uint8 array (H, W), (H, W, 1), (H, W, 3) or
                 (H, W, 4).
-            mask: a PIL image (any mode) or an array (H, W) / (H, W, C), uint8 or bool; white
-                (>= 128) or True = hole. Resized (nearest, with a warning) if its size differs.
+            mask: a PIL image (any mode; white and opaque = hole) or an array (H, W) /
+                (H, W, 1), uint8 (>= 128 = hole) or bool (True = hole). Resized (nearest,
+                with a warning) if its size differs.
 
         Returns:
             The same type, size and mode / shape as ``image`` (see the module docstring for
             modes that are converted). An empty mask returns a copy of the input without
             running the model.
         """
-        pixels, rebuild = _split_image(image)
-        holes = _mask_holes(mask, pixels.shape[:2])
+        pixels, rebuild = split_image(image)
+        holes = mask_holes(mask, pixels.shape[:2])
         if not holes.any():
             return image.copy()
         return rebuild(self.inpaint_rgb(pixels, holes), holes)
@@ -248,7 +241,6 @@ class Inpainter:
         )
         with torch.inference_mode(), autocast(self.device, self.precision):
             output = self.generator(*generator_inputs(image, edge, gray, mask)).output
-        self.model_calls += 1
         comp = image * mask + output.float() * (1 - mask)  # (B, 3, s, s) in [-1, 1]
         filled = []
         for i, crop in enumerate(crops):
@@ -258,15 +250,6 @@ class Inpainter:
             )
             filled.append(tensor_to_image(up[0]))
         return filled
-
-
-def trained_size(weights: Any, default: int = 256) -> int:
-    """The square side a checkpoint was trained at, if it records one (training checkpoints)."""
-    config = weights.extra.get("config")
-    hw = config.get("image_load_size") if isinstance(config, dict) else None
-    if isinstance(hw, (list, tuple)) and len(hw) == 2 and hw[0] == hw[1] and int(hw[0]) > 0:
-        return int(hw[0])
-    return default
 
 
 # --------------------------------------------------------------------------- geometry
@@ -290,229 +273,4 @@ def _centred_span(centre: float, side: int, limit: int) -> tuple[int, int]:
     return start, start + side
 
 
-# --------------------------------------------------------------------------- image modes
-
-
-Rebuild = Callable[[np.ndarray, np.ndarray], Any]
-
-
-def _split_image(image: Image.Image | np.ndarray) -> tuple[np.ndarray, Rebuild]:
-    """(uint8 (H, W, 3) RGB for the model, rebuild(result_rgb, holes) -> the input's type)."""
-    if isinstance(image, Image.Image):
-        return _split_pil(image)
-    if isinstance(image, np.ndarray):
-        return _split_array(image)
-    raise InputError(f"image: expected a PIL image or a uint8 numpy array, got {type(image)}")
-
-
-def _luminance(rgb: np.ndarray) -> np.ndarray:
-    """uint8 (H, W) gray of uint8 RGB, as PIL's ``convert("L")`` computes it."""
-    return np.asarray(Image.fromarray(rgb).convert("L"))
-
-
-def _split_array(array: np.ndarray) -> tuple[np.ndarray, Rebuild]:
-    if array.dtype != np.uint8:
-        raise InputError(f"image: expected a uint8 array, got {array.dtype}")
-    if array.ndim == 3 and array.shape[2] in (3, 4):
-        channels = array.shape[2]
-
-        def rebuild_colour(rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
-            out = array.copy()
-            out[..., :3][holes] = rgb[holes]
-            return out
-
-        return np.ascontiguousarray(array[..., :3]) if channels == 4 else array, rebuild_colour
-    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1):
-        gray = array.reshape(array.shape[:2])
-
-        def rebuild_gray(rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
-            out = gray.copy()
-            out[holes] = _luminance(rgb)[holes]
-            return out.reshape(array.shape)
-
-        return np.repeat(gray[..., None], 3, axis=2), rebuild_gray
-    raise InputError(
-        f"image: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}"
-    )
-
-
-def _split_pil(image: Image.Image) -> tuple[np.ndarray, Rebuild]:
-    if image.mode.startswith("I"):
-        image = sixteen_to_eight(image)
-    elif image.mode not in ("RGB", "RGBA", "L", "LA"):
-        transparent = "A" in image.mode or "transparency" in image.info
-        image = image.convert("RGBA" if transparent else "RGB")
-    mode = image.mode
-    array = np.asarray(image)
-    kept = {k: v for k, v in image.info.items() if k in ("icc_profile", "dpi")}
-    if mode == "LA":  # gray and alpha
-        pixels, rebuild_gray = _split_array(array[..., 0])
-
-        def rebuild(rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
-            return np.dstack((rebuild_gray(rgb, holes), array[..., 1]))
-
-    else:
-        pixels, rebuild = _split_array(array)
-
-    def rebuild_pil(rgb: np.ndarray, holes: np.ndarray) -> Image.Image:
-        # Image.fromarray infers L / LA / RGB / RGBA from the shape (the mode= argument is
-        # deprecated in Pillow 11)
-        out = Image.fromarray(rebuild(rgb, holes))
-        if out.mode != mode:
-            raise AssertionError(f"rebuilt {out.mode}, expected {mode}")
-        out.info.update(kept)
-        return out
-
-    return pixels, rebuild_pil
-
-
-def _mask_holes(mask: Image.Image | np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """bool (H, W) holes of a mask (white / True = hole), resized to the image if needed."""
-    if isinstance(mask, np.ndarray):
-        if mask.dtype == bool:
-            mask = Image.fromarray(mask.astype(np.uint8) * 255)
-        elif mask.dtype == np.uint8:
-            mask = Image.fromarray(mask[..., 0] if mask.ndim == 3 and mask.shape[2] == 1 else mask)
-        else:
-            raise InputError(f"mask: expected a bool or uint8 array, got {mask.dtype}")
-    if not isinstance(mask, Image.Image):
-        raise InputError(f"mask: expected a PIL image or a numpy array, got {type(mask)}")
-    gray = sixteen_to_eight(mask) if mask.mode.startswith("I") else mask.convert("L")
-    height, width = size_hw
-    if gray.size != (width, height):
-        warnings.warn(
-            f"mask is {gray.width}x{gray.height} but the image is {width}x{height}; resized the "
-            "mask (nearest neighbour)",
-            InpaintWarning,
-            stacklevel=3,
-        )
-        gray = gray.resize((width, height), Image.Resampling.NEAREST)
-    return np.asarray(gray) >= 128
-
-
-# --------------------------------------------------------------------------- files
-
-
-def open_image(path: Path, what: str = "image") -> Image.Image:
-    """Decode an image file in its own mode, EXIF orientation applied; InputError naming it."""
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            return ImageOps.exif_transpose(opened)
-    except FileNotFoundError:
-        raise InputError(f"{what} not found: {path}") from None
-    except DECODE_ERRORS as err:
-        raise InputError(f"cannot read {what} {path}: {type(err).__name__}: {err}") from None
-
-
-def save_image(image: Image.Image, path: Path) -> None:
-    """Save by the extension of ``path``; InputError for formats that cannot hold the result."""
-    suffix = path.suffix.lower()
-    if suffix not in (*IMAGE_EXTENSIONS, ".tif", ".tiff"):
-        raise InputError(
-            f"{path}: unknown output format {suffix or '(no extension)'}; use one of "
-            f"{', '.join(IMAGE_EXTENSIONS)}"
-        )
-    if suffix in (".jpg", ".jpeg") and image.mode in ("RGBA", "LA"):
-        raise InputError(f"{path}: JPEG cannot store the alpha channel; write .png or .webp")
-    options: dict[str, Any] = {}
-    if "icc_profile" in image.info:
-        options["icc_profile"] = image.info["icc_profile"]
-    if suffix in (".jpg", ".jpeg", ".webp"):
-        options["quality"] = 95
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        image.save(path, **options)
-    except OSError as err:
-        raise InputError(f"cannot write {path}: {err}") from None
-
-
-@dataclass(frozen=True)
-class Job:
-    """One image to inpaint: its file, its mask file and where the result goes."""
-
-    image: Path
-    mask: Path
-    output: Path
-
-
-def plan_jobs(image: Path, mask: Path, output: Path) -> list[Job]:
-    """The (image, mask, output) triples of ``ctsdg inpaint IMAGE MASK -o OUT``.
-
-    A file IMAGE takes a file MASK; OUT is a file (its extension picks the format) or an
-    existing folder (the image's name is kept). A folder IMAGE takes a folder MASK, paired by
-    path relative to the folder without extension (``a/1.jpg`` with ``a/1.png``), or one mask
-    file for every image; OUT is a folder and keeps relative paths and extensions.
-    """
-    if not image.exists():
-        raise InputError(f"image not found: {image}")
-    if not mask.exists():
-        raise InputError(f"mask not found: {mask}")
-    if image.is_file():
-        if mask.is_dir():
-            raise InputError(f"{mask}: a folder of masks needs a folder of images, not {image}")
-        target = output / image.name if output.is_dir() else output
-        if not target.suffix:
-            target = target.with_suffix(image.suffix)
-        return [Job(image, mask, target)]
-    if output.exists() and not output.is_dir():
-        raise InputError(f"{output}: a folder of images needs an output folder")
-    images = list_images(image)
-    if not images:
-        raise InputError(f"no image ({', '.join(IMAGE_EXTENSIONS)}) found under {image}")
-    if mask.is_file():
-        return [Job(p, mask, output / p.relative_to(image)) for p in images]
-    masks = {_key(p, mask): p for p in list_images(mask)}
-    keys = {_key(p, image): p for p in images}
-    missing = [str(p.relative_to(image)) for k, p in keys.items() if k not in masks]
-    if missing:
-        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-        raise InputError(
-            f"{len(missing)} image(s) in {image} have no mask of the same name in {mask}: {shown}"
-        )
-    unused = [str(p.relative_to(mask)) for k, p in masks.items() if k not in keys]
-    if unused:
-        shown = ", ".join(unused[:5]) + (", ..." if len(unused) > 5 else "")
-        warnings.warn(
-            f"ignoring {len(unused)} mask(s) in {mask} with no image of the same name: {shown}",
-            InpaintWarning,
-            stacklevel=2,
-        )
-    return [Job(p, masks[_key(p, image)], output / p.relative_to(image)) for p in images]
-
-
-def _key(path: Path, root: Path) -> str:
-    return path.relative_to(root).with_suffix("").as_posix()
-
-
-def run_jobs(
-    inpainter: Inpainter, jobs: list[Job], progress: bool = True
-) -> Iterator[tuple[Job, bool]]:
-    """Inpaint and save every job; yields (job, whether the mask had any hole)."""
-    from tqdm import tqdm
-
-    for job in tqdm(jobs, unit="img", disable=not progress or len(jobs) < 2, file=sys.stderr):
-        image = open_image(job.image)
-        mask = open_image(job.mask, "mask")
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", InpaintWarning)
-            try:
-                pixels, rebuild = _split_image(image)
-                holes = _mask_holes(mask, pixels.shape[:2])
-            except InputError as err:
-                raise InputError(f"{job.image}: {err}") from None
-        result = rebuild(inpainter.inpaint_rgb(pixels, holes), holes) if holes.any() else image
-        save_image(result, job.output)
-        yield job, bool(holes.any())
-
-
-__all__ = [
-    "STRATEGIES",
-    "InpaintWarning",
-    "Inpainter",
-    "Job",
-    "open_image",
-    "plan_jobs",
-    "run_jobs",
-    "save_image",
-]
+__all__ = ["MAX_AUTO_CROPS", "STRATEGIES", "InpaintWarning", "Inpainter", "Region"]

@@ -51,11 +51,6 @@ def composite(ground_truth: Tensor, output: Tensor, mask: Tensor) -> Tensor:
     return ground_truth * mask + output * (1 - mask)
 
 
-def hole_ratio(mask: Tensor) -> Tensor:
-    """Per-image hole ratio ``1 - mean(mask)`` of (B, 1, H, W) masks (1 = known): (B,)."""
-    return 1.0 - mask.flatten(1).float().mean(dim=1)
-
-
 def _check_pair(pred: Tensor, target: Tensor) -> None:
     if pred.shape != target.shape or pred.dim() != 4:
         raise ValueError(
@@ -238,7 +233,6 @@ __all__ = [
     "composite",
     "finite_mean",
     "gaussian_window",
-    "hole_ratio",
     "l1",
     "psnr",
     "score_composites",

@@ -149,7 +149,7 @@ def test_weights_file_via_convert_cli(tmp_path: Path, capsys: pytest.CaptureFixt
     _same_state(weights.build_generator().state_dict(), generator.state_dict())
     _same_state(weights.build_discriminator().state_dict(), discriminator.state_dict())
     # The recorded convention can be overridden.
-    assert main(["convert", str(source), str(out), "--structure", "correct"]) == 0
+    assert main(["convert", str(source), str(out), "--structure", "correct", "--overwrite"]) == 0
     assert load_weights(out).structure == "correct"
     assert main(["convert", str(source), str(tmp_path / "model.pt")]) == 2
 

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from ctsdg.checkpoints import ModelConfig, save_training_checkpoint, save_weights
+from ctsdg.checkpoints import save_training_checkpoint
 from ctsdg.cli import main
 from ctsdg.config import load_config
 from ctsdg.errors import InputError
@@ -25,6 +24,7 @@ from ctsdg.evaluation import (
     summarize_all,
 )
 from ctsdg.models import Generator
+from tests.inpainting import run_ctsdg, tiny_weights
 
 SMALL = {"dataset": "demo", "image_load_size": [128, 128], "num_parallel_workers": 0}
 
@@ -39,12 +39,7 @@ def quiet_eval(cfg, **kwargs) -> Evaluation:
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    generator = Generator(width=8)
-    return save_weights(
-        path, model=ModelConfig(8), structure="authors", generator=generator.state_dict()
-    )
+    return tiny_weights(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
 
 def result(index: int, hole_pixels: int, psnr: float, ssim: float, pixels: int = 100):
@@ -274,3 +269,113 @@ def test_bad_settings_are_input_errors(tmp_path: Path) -> None:
         )
     with pytest.raises(InputError, match="inpaint_radius"):
         config(inpaint_radius=0)
+
+
+# --------------------------------------------------------------------------- output faults
+
+
+def test_unwritable_output_path_fails_before_evaluating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ctsdg.evaluation as evaluation
+
+    def no_loader(*args, **kwargs):
+        raise AssertionError("evaluation started before the output place was checked")
+
+    monkeypatch.setattr(evaluation, "build_loader", no_loader)
+    (tmp_path / "file").write_text("not a folder")
+    args = ["eval", "dataset=demo", "method=telea", "image_load_size=[128,128]", "eval_limit=2"]
+    code = main([*args, f"output_path={tmp_path / 'file' / 'sub'}", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "cannot write" in err and "not a directory" in err and "file" in err
+
+
+def test_figures_are_printed_when_the_reports_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+    import os
+
+    import ctsdg.fileio as fileio
+
+    real = fileio.atomic_write
+
+    def full_for_metrics(path, write):
+        if Path(path).name.startswith("metrics"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, write)
+
+    monkeypatch.setattr(fileio, "atomic_write", full_for_metrics)
+    out = tmp_path / "o"
+    code = main(
+        [
+            "eval",
+            "dataset=demo",
+            "method=telea",
+            "image_load_size=[128,128]",
+            "eval_limit=3",
+            "num_parallel_workers=0",
+            f"output_path={out}",
+            "--no-progress",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "PSNR:\n0-20%:" in captured.out and "all" in captured.out  # the figures, first
+    assert captured.err.count("\n") == 1 and "no space left" in captured.err
+    assert "metrics.json" in captured.err and "not saved" in captured.err
+    assert not (out / "metrics.json").exists() and not list(out.glob(".*.tmp"))
+    assert len(list((out / "composites").iterdir())) == 3  # written before the disk filled
+
+
+def test_no_progress_bar_in_a_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["eval", "dataset=demo", "method=telea", "image_load_size=[128,128]", "eval_limit=2"]
+    assert main([*args, "num_parallel_workers=0", f"output_path={tmp_path}"]) == 0
+    assert "img/s" not in capsys.readouterr().err  # stderr is not a terminal here
+
+
+def test_eval_rejects_model_keys_it_takes_from_the_checkpoint(
+    weights_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for override in ("width=32", "align_corners=true"):
+        code = main(["eval", f"checkpoint_path={weights_file}", override, "dataset=demo"])
+        err = capsys.readouterr().err
+        assert code == 2 and override.split("=")[0] in err and "from the checkpoint" in err
+
+
+# --------------------------------------------------------------------------- torchrun
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_give_the_same_figures(tmp_path: Path, weights_file: Path) -> None:
+    """2 gloo processes shard the images; rank 0 gathers every score and writes the reports."""
+
+    common = [
+        "eval",
+        "dataset=demo",
+        "image_load_size=[128,128]",
+        "num_parallel_workers=0",
+        f"checkpoint_path={weights_file}",
+        "eval_limit=7",
+        "device=cpu",
+    ]
+    one = run_ctsdg(*common, f"output_path={tmp_path / 'one'}", "--no-progress")
+    assert one.returncode == 0, one.stderr
+    two = run_ctsdg(
+        *common, f"output_path={tmp_path / 'two'}", "--no-progress", processes=2, port=29731
+    )
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("PSNR:") == 1  # rank 0 alone prints
+    a = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert b["processes"] == 2 and a["processes"] == 1
+    assert [r["source"] for r in b["per_image"]] == [r["source"] for r in a["per_image"]]
+    for key in ("per_image", "seed_buckets", "buckets", "all"):
+        assert b[key] == a[key], key
+    names = sorted(p.name for p in (tmp_path / "one" / "composites").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "two" / "composites").iterdir())
+    for name in names:
+        assert (tmp_path / "one" / "composites" / name).read_bytes() == (
+            tmp_path / "two" / "composites" / name
+        ).read_bytes()

@@ -103,11 +103,13 @@ def test_cli_export_prints_the_difference_and_fails_on_mismatch(
 
     import ctsdg.export
 
+    assert main(args) == 2  # the file exists: not replaced unless asked
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
     monkeypatch.setattr(ctsdg.export, "max_difference", lambda *a, **k: 0.5)
-    assert main(args) == 1
+    assert main([*args, "--overwrite"]) == 1
     assert "differs from PyTorch by up to 0.5" in capsys.readouterr().err
     with pytest.raises(ExportMismatchError):
-        export(checkpoint, out, "onnx", size=SIZE)
+        export(checkpoint, out, "onnx", size=SIZE, overwrite=True)
     assert main([*args[:-1], "200"]) == 2  # not a multiple of 128
 
 

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from skimage import data
 
 import ctsdg
-from ctsdg.checkpoints import ModelConfig, save_weights
-from ctsdg.cli import main
 from ctsdg.errors import InputError
 from ctsdg.inference import Inpainter, InpaintWarning
 from ctsdg.models import Generator
+from tests.inpainting import box_mask, photo, tiny_weights
 
 SIZE = 128  # the model's square in these tests (a width-8 generator)
 
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    state = Generator(width=8).state_dict()
-    return save_weights(path, model=ModelConfig(8), structure="authors", generator=state)
+    return tiny_weights(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
 
 @pytest.fixture()
@@ -34,16 +27,17 @@ def inpainter(weights_file: Path) -> Inpainter:
     return Inpainter.from_checkpoint(weights_file, size=SIZE)
 
 
-def photo(width: int = 300, height: int = 200) -> Image.Image:
-    return Image.fromarray(data.astronaut()).resize((width, height), Image.Resampling.BILINEAR)
+def count_forward_calls(inpainter: Inpainter, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Wrap the generator's forward; the returned list grows by the batch size of each call."""
+    calls: list[int] = []
+    forward = inpainter.generator.forward
 
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape[0])
+        return forward(*args, **kwargs)
 
-def box_mask(width: int, height: int, *boxes: tuple[int, int, int, int]) -> Image.Image:
-    """White (hole) rectangles (left, top, right, bottom) on black."""
-    m = np.zeros((height, width), np.uint8)
-    for left, top, right, bottom in boxes:
-        m[top:bottom, left:right] = 255
-    return Image.fromarray(m)
+    monkeypatch.setattr(inpainter.generator, "forward", counted)
+    return calls
 
 
 def assert_only_holes_changed(before: np.ndarray, after: np.ndarray, holes: np.ndarray) -> None:
@@ -93,14 +87,17 @@ def test_numpy_arrays_come_back_as_arrays_of_the_same_shape(
     assert not np.array_equal(out[holes], image[holes])
 
 
-def test_empty_mask_returns_the_input_without_running_the_model(inpainter: Inpainter) -> None:
+def test_empty_mask_returns_the_input_without_running_the_model(
+    inpainter: Inpainter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = count_forward_calls(inpainter, monkeypatch)
     image = photo()
     out = inpainter.inpaint(image, Image.new("L", image.size, 0))
     assert np.array_equal(np.asarray(out), np.asarray(image))
-    assert out is not image and inpainter.model_calls == 0
+    assert out is not image and calls == []
     array = np.asarray(image)
     assert np.array_equal(inpainter.inpaint(array, np.zeros(array.shape[:2], bool)), array)
-    assert inpainter.model_calls == 0
+    assert calls == []
 
 
 def test_mask_of_another_size_is_resized_with_a_warning(inpainter: Inpainter) -> None:
@@ -146,12 +143,15 @@ def test_auto_rule_and_crop_regions(inpainter: Inpainter) -> None:
     assert inpainter.choose_strategy(large_hole) == "resize"
 
 
-def test_crop_strategy_runs_one_batch_for_all_regions(inpainter: Inpainter) -> None:
+def test_crop_strategy_runs_one_batch_for_all_regions(
+    inpainter: Inpainter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = count_forward_calls(inpainter, monkeypatch)
     inpainter.strategy = "crop"
     image = photo(640, 480)
     mask = box_mask(640, 480, (10, 10, 40, 40), (600, 440, 630, 470), (300, 200, 330, 230))
     out = inpainter.inpaint(image, mask)
-    assert inpainter.model_calls == 1
+    assert calls == [3]  # one forward pass, the three regions as one batch
     assert_only_holes_changed(np.asarray(image), np.asarray(out), np.asarray(mask) >= 128)
 
 
@@ -182,102 +182,6 @@ def test_lazy_export_and_bad_arguments(weights_file: Path) -> None:
     inpainter = Inpainter.from_checkpoint(weights_file, size=SIZE)
     with pytest.raises(InputError, match="uint8"):
         inpainter.inpaint(np.zeros((10, 10, 3), np.float32), np.zeros((10, 10), bool))
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def cli(*args: str | Path) -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
-        return main(["inpaint", *map(str, args)])
-
-
-def test_cli_single_file_keeps_format_size_and_alpha(tmp_path: Path, weights_file: Path) -> None:
-    image = photo(260, 180).convert("RGBA")
-    image.putalpha(Image.fromarray(np.tile(np.arange(260, dtype=np.uint8), (180, 1))))
-    image.save(tmp_path / "in.png")
-    box_mask(260, 180, (30, 30, 80, 80)).save(tmp_path / "mask.png")
-    out = tmp_path / "out.webp"
-    code = cli(tmp_path / "in.png", tmp_path / "mask.png", "-o", out, "--checkpoint", weights_file)
-    assert code == 0
-    result = Image.open(out)
-    assert result.format == "WEBP" and result.mode == "RGBA" and result.size == (260, 180)
-    # JPEG cannot keep the alpha channel: a clear error, naming the file
-    code = cli(
-        tmp_path / "in.png",
-        tmp_path / "mask.png",
-        "-o",
-        tmp_path / "out.jpg",
-        "--checkpoint",
-        weights_file,
-    )
-    assert code == 2
-
-
-def test_cli_folders_pair_by_name(tmp_path: Path, weights_file: Path, capsys) -> None:
-    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
-    (images / "sub").mkdir(parents=True)
-    (masks / "sub").mkdir(parents=True)
-    photo(200, 150).save(images / "a.jpg")
-    photo(150, 200).convert("L").save(images / "sub" / "b.png")
-    box_mask(200, 150, (20, 20, 60, 60)).save(masks / "a.png")
-    box_mask(150, 200).save(masks / "sub" / "b.png")  # empty: copied unchanged
-    box_mask(10, 10).save(masks / "extra.png")  # no image: ignored with a warning
-    code = cli(images, masks, "-o", out, "--checkpoint", weights_file, "--strategy", "resize")
-    assert code == 0
-    captured = capsys.readouterr()
-    assert "ignoring 1 mask(s)" in captured.err and "extra.png" in captured.err
-    assert "b.png (empty mask: copied unchanged)" in captured.out
-    a = Image.open(out / "a.jpg")
-    assert a.format == "JPEG" and a.size == (200, 150)
-    b = Image.open(out / "sub" / "b.png")
-    assert b.mode == "L" and np.array_equal(
-        np.asarray(b), np.asarray(Image.open(images / "sub" / "b.png"))
-    )
-
-
-def test_cli_one_mask_for_a_folder_and_unmatched_images(
-    tmp_path: Path, weights_file: Path, capsys
-) -> None:
-    images, out = tmp_path / "images", tmp_path / "out"
-    images.mkdir()
-    for name in ("x.png", "y.png"):
-        photo(200, 150).save(images / name)
-    box_mask(200, 150, (50, 50, 90, 90)).save(tmp_path / "one.png")
-    assert cli(images, tmp_path / "one.png", "-o", out, "--checkpoint", weights_file) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["x.png", "y.png"]
-    masks = tmp_path / "masks"
-    masks.mkdir()
-    box_mask(200, 150, (50, 50, 90, 90)).save(masks / "x.png")
-    assert cli(images, masks, "-o", out, "--checkpoint", weights_file) == 2
-    err = capsys.readouterr().err
-    assert "1 image(s)" in err and "y.png" in err
-
-
-def test_cli_unreadable_files_are_named(tmp_path: Path, weights_file: Path, capsys) -> None:
-    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
-    box_mask(20, 20, (5, 5, 10, 10)).save(tmp_path / "m.png")
-    code = cli(
-        tmp_path / "broken.png",
-        tmp_path / "m.png",
-        "-o",
-        tmp_path / "o.png",
-        "--checkpoint",
-        weights_file,
-    )
-    assert code == 2
-    assert "broken.png" in capsys.readouterr().err
-    code = cli(
-        tmp_path / "m.png",
-        tmp_path / "missing.png",
-        "-o",
-        tmp_path / "o.png",
-        "--checkpoint",
-        weights_file,
-    )
-    assert code == 2
-    assert "missing.png" in capsys.readouterr().err
 
 
 def test_model_size_defaults_to_the_recorded_training_size(tmp_path: Path, weights_file) -> None:

@@ -475,12 +475,12 @@ def _error_lines(err: str) -> list[str]:
 def test_unwritable_save_path_is_one_line(tmp_path: Path, capsys) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(InputError, match=r"file/run: a parent is not a directory"):
+    with pytest.raises(InputError, match=r"file/run: not a directory \(a parent in the path"):
         train(_config(tmp_path, save_path=str(blocker / "run"), train_iter=1, finetune_iter=0))
     args = _tiny_args(tmp_path, save_path=str(blocker / "run"), train_iter=1, finetune_iter=0)
     assert main(["train", "--config", "demo", *args]) == 2
     (err,) = _error_lines(capsys.readouterr().err)
-    assert "a parent is not a directory" in err and str(blocker) in err
+    assert "not a directory (a parent in the path is a file)" in err and str(blocker) in err
 
 
 def test_full_disk_names_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
@@ -641,7 +641,7 @@ def test_weights_only_checkpoint_cannot_be_resumed(tmp_path: Path) -> None:
         ("ENOSPC", "no space left on the device"),
         ("EROFS", "read-only file system"),
         ("EACCES", "permission denied"),
-        ("ENOTDIR", "a parent is not a directory"),
+        ("ENOTDIR", "not a directory (a parent in the path is a file)"),
         ("ECONNRESET", "Connection reset by peer"),  # no wording of ours: the system's
     ],
 )

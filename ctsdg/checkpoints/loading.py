@@ -38,6 +38,7 @@ from ctsdg.checkpoints.native import (
     save_weights,
 )
 from ctsdg.errors import InputError
+from ctsdg.fileio import writing
 from ctsdg.models import Discriminator, Generator
 from ctsdg.training.checkpoint import is_training_checkpoint, parse_training_checkpoint
 
@@ -71,6 +72,18 @@ class LoadedWeights:
     generator: dict[str, torch.Tensor] | None
     discriminator: dict[str, torch.Tensor] | None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def trained_size(self) -> int:
+        """The square side the weights were trained at: recorded by a ctsdg training checkpoint
+        (``image_load_size``) or weights file (``image_size``), else 256 (the published models).
+        """
+        config = self.extra.get("config")
+        hw = config.get("image_load_size") if isinstance(config, dict) else None
+        hw = self.extra.get("image_size", hw)
+        if isinstance(hw, (list, tuple)) and len(hw) == 2 and hw[0] == hw[1] and int(hw[0]) > 0:
+            return int(hw[0])
+        return 256
 
     def build_generator(self, device: str | torch.device = "cpu") -> Generator:
         """The generator with these weights, in eval mode, on ``device``."""
@@ -159,7 +172,9 @@ def convert(
 ) -> LoadedWeights:
     """Write this project's weights file from any accepted source.
 
-    ``structure`` overrides the recorded structure-input convention (default: the source's).
+    The file records the training size (`LoadedWeights.trained_size`), so a model trained at
+    128 x 128 inpaints at 128 after conversion. ``structure`` overrides the recorded
+    structure-input convention (default: the source's).
     """
     weights = load_weights(source)
     if structure is not None:
@@ -173,14 +188,16 @@ def convert(
         weights.build_discriminator()
     if weights.generator is None:
         raise InputError(f"{weights.path}: holds no generator; nothing to convert")
-    save_weights(
-        destination,
-        model=weights.model,
-        structure=weights.structure,
-        generator=weights.generator,
-        discriminator=weights.discriminator,
-        source=f"{weights.format}:{weights.path.name}",
-    )
+    with writing(destination):  # atomic (save_weights); a full disk or read-only place: one line
+        save_weights(
+            destination,
+            model=weights.model,
+            structure=weights.structure,
+            generator=weights.generator,
+            discriminator=weights.discriminator,
+            source=f"{weights.format}:{weights.path.name}",
+            image_size=weights.trained_size,
+        )
     return weights
 
 
@@ -198,9 +215,12 @@ def _from_torch_file(path: Path) -> LoadedWeights:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        # torch's message advises weights_only=False, i.e. running the file's code: name only
+        # what the file asked for.
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f"it asks for {found[1]}" if found else "it holds more than tensors"
         raise InputError(
-            f"{path}: refusing to unpickle Python objects beyond tensors ({first}); "
+            f"{path}: refusing to unpickle Python objects beyond tensors ({what}); "
             f"expected {ACCEPTED}"
         ) from None
     except Exception as err:
@@ -293,8 +313,19 @@ def _from_safetensors(path: Path) -> LoadedWeights:
         structure,
         generator or None,
         discriminator or None,
-        {"source": metadata.get("source", "")},
+        {"source": metadata.get("source", ""), **_image_size(metadata, path)},
     )
+
+
+def _image_size(metadata: dict[str, str], path: Path) -> dict[str, list[int]]:
+    """``{"image_size": [H, W]}`` from a weights file's metadata, if it records one."""
+    if "image_size" not in metadata:
+        return {}
+    try:
+        hw = [int(v) for v in json.loads(metadata["image_size"])]
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: weights file metadata has an unreadable image_size") from None
+    return {"image_size": hw}
 
 
 _MINDSPORE_NAME = re.compile(r"(generator|discriminator)(.*)\.ckpt")

@@ -41,9 +41,14 @@ def save_weights(
     generator: Mapping[str, torch.Tensor],
     discriminator: Mapping[str, torch.Tensor] | None = None,
     source: str = "",
+    image_size: int | None = None,
 ) -> Path:
-    """Write a safetensors weights file (this project's parameter names) atomically."""
-    from safetensors.torch import save_file
+    """Write a safetensors weights file (this project's parameter names) atomically.
+
+    ``image_size`` records the square side the weights were trained at (read back as
+    ``LoadedWeights.trained_size``).
+    """
+    from safetensors.torch import save
 
     if structure not in STRUCTURE_CONVENTIONS:
         raise ValueError(f"structure must be one of {STRUCTURE_CONVENTIONS}, got {structure!r}")
@@ -57,7 +62,11 @@ def save_weights(
         "structure": structure,
         "source": source,
     }
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    if image_size is not None:
+        metadata["image_size"] = json.dumps([image_size, image_size])
+    # Serialised in memory, written by Python: a full disk is an OSError, not a Rust panic
+    data = save(tensors, metadata=metadata)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 __all__ = [

@@ -45,13 +45,12 @@ _EXPORTS: dict[str, str] = {
     "WorkerSeeder": "loader",
     "build_loader": "loader",
     # masks
-    "ALL_BUCKETS": "masks",
+    "ALL_BUCKETS": "freeform",
     "MaskFiles": "masks",
-    "FreeFormMasks": "masks",
-    "free_form_holes": "masks",
+    "FreeFormMasks": "freeform",
+    "free_form_holes": "freeform",
     "gray_to_holes": "masks",
     "hole_ratio": "masks",
-    "holes_to_mask": "masks",
     "parse_buckets": "masks",
     "read_holes": "masks",
     "write_mask_set": "masks",
@@ -88,7 +87,6 @@ __all__ = [
     "free_form_holes",
     "gray_to_holes",
     "hole_ratio",
-    "holes_to_mask",
     "list_images",
     "parse_buckets",
     "read_holes",
@@ -123,6 +121,7 @@ if TYPE_CHECKING:
         read_partition,
     )
     from ctsdg.data.demo import HELD_OUT_PHOTOS, TRAIN_PHOTOS, DemoImages, demo_photo
+    from ctsdg.data.freeform import ALL_BUCKETS, FreeFormMasks, free_form_holes
     from ctsdg.data.images import IMAGE_EXTENSIONS, list_images, read_rgb, to_rgb
     from ctsdg.data.loader import (
         Batch,
@@ -134,13 +133,9 @@ if TYPE_CHECKING:
         collate,
     )
     from ctsdg.data.masks import (
-        ALL_BUCKETS,
-        FreeFormMasks,
         MaskFiles,
-        free_form_holes,
         gray_to_holes,
         hole_ratio,
-        holes_to_mask,
         parse_buckets,
         read_holes,
         write_mask_set,

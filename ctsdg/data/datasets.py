@@ -19,6 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ctsdg.data.demo import DemoImages
+from ctsdg.data.freeform import ALL_BUCKETS, FreeFormMasks, RatioRange
 from ctsdg.data.images import (
     FITS,
     IMAGE_EXTENSIONS,
@@ -33,7 +34,7 @@ from ctsdg.data.images import (
     size_hw,
 )
 from ctsdg.data.loader import Batch, SampleKey, sample_generators
-from ctsdg.data.masks import ALL_BUCKETS, FreeFormMasks, MaskFiles, RatioRange
+from ctsdg.data.masks import MaskFiles
 from ctsdg.data.skipping import SkipRegistry
 from ctsdg.data.structure import STRUCTURES, Structure, structure_inputs
 from ctsdg.data.tensors import image_to_tensor

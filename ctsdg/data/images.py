@@ -1,20 +1,29 @@
-"""Reading image files as RGB and the crop / resize / flip geometry of the datasets.
+"""Reading image files: as RGB for the datasets, in their own mode for inpainting; the crop /
+resize / flip geometry of the datasets.
 
-Everything here works on PIL images and returns uint8 RGB; tensors are made in ``datasets.py``.
-Resizing uses PIL's bilinear filter, as the authors' torchvision pipeline does for PIL images.
+Datasets get uint8 RGB PIL images (`read_rgb`); tensors are made in ``datasets.py``. Resizing
+uses PIL's bilinear filter, as the authors' torchvision pipeline does for PIL images.
+
+Inpainting keeps the picture as the user has it (`open_image`, `split_image`): the model sees
+8-bit RGB, and the result is rebuilt in the input's mode and depth with every known pixel as it
+was decoded. RGB, RGBA, L, LA, 16-bit gray (``I;16``, ``I``), palette (``P``, known pixels keep
+their palette index, filled ones take the nearest palette colour), CMYK and bilevel (``1``)
+images keep their mode; palette images with transparency come back RGBA, any other mode RGB,
+with an `InpaintWarning` saying so. Multi-frame files (animated GIF, multi-page TIFF) are refused.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from ctsdg.errors import InputError
+from ctsdg.errors import InpaintWarning, InputError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -205,3 +214,210 @@ def fit_image(
     if rng is not None and hflip and rng.random() < 0.5:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return image
+
+
+# --------------------------------------------------------------------------- inpainting input
+
+#: ``rebuild(rgb, holes)``: the inpainted uint8 (H, W, 3) RGB and bool (H, W) holes -> the result
+#: in the input's type and mode, known pixels as they were.
+Rebuild = Callable[[np.ndarray, np.ndarray], Any]
+
+
+def open_image(path: Path, what: str = "image") -> Image.Image:
+    """Decode an image file in its own mode, EXIF orientation applied; InputError naming it.
+
+    A JPEG's quantisation tables and chroma subsampling are kept in ``info["jpeg_qtables"]`` /
+    ``info["jpeg_subsampling"]`` so that a JPEG result can be encoded like its source.
+    Multi-frame files are refused: only one frame would be inpainted and written.
+    """
+    try:
+        with Image.open(path) as opened:
+            frames = getattr(opened, "n_frames", 1)
+            if frames > 1:
+                raise InputError(
+                    f"{what} {path} has {frames} frames ({opened.format}); ctsdg inpaints "
+                    "single images: extract the frame you want first"
+                )
+            if opened.mode in ("RGB", "RGBA") and _sixteen_bit_colour(opened):
+                warnings.warn(
+                    f"{path} has 16 bits per colour channel, which Pillow decodes to 8: the "
+                    "result is 8-bit",
+                    InpaintWarning,
+                    stacklevel=2,
+                )
+            opened.load()
+            hints = {}
+            if opened.format == "JPEG":
+                from PIL import JpegImagePlugin
+
+                hints = {
+                    "jpeg_qtables": opened.quantization,  # type: ignore[attr-defined]
+                    "jpeg_subsampling": JpegImagePlugin.get_sampling(opened),
+                }
+            image = ImageOps.exif_transpose(opened)
+            image.info.update(hints)
+            return image
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except DECODE_ERRORS as err:
+        raise InputError(f"cannot read {what} {path}: {type(err).__name__}: {err}") from None
+
+
+def _sixteen_bit_colour(image: Image.Image) -> bool:
+    """Whether a not yet loaded RGB(A) file stores 16 bits per channel (its decoder's raw mode,
+    e.g. ``RGB;16B`` for a 48-bit PNG), which Pillow reduces to 8."""
+    for tile in getattr(image, "tile", None) or ():
+        raw = tile.args[0] if isinstance(tile.args, tuple) and tile.args else tile.args
+        if isinstance(raw, str) and ";16" in raw:
+            return True
+    return False
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) gray of uint8 RGB, as PIL's ``convert("L")`` computes it."""
+    return np.asarray(Image.fromarray(rgb).convert("L"))
+
+
+def split_image(image: Image.Image | np.ndarray) -> tuple[np.ndarray, Rebuild]:
+    """(uint8 (H, W, 3) RGB for the model, ``rebuild``) for a PIL image or a uint8 array.
+
+    Arrays (H, W), (H, W, 1), (H, W, 3), (H, W, 4) come back as arrays of the same shape; PIL
+    images as PIL images in their mode (see the module docstring), ICC profile and dpi kept.
+    """
+    if isinstance(image, Image.Image):
+        return _split_pil(image)
+    if isinstance(image, np.ndarray):
+        return _split_array(image)
+    raise InputError(f"image: expected a PIL image or a uint8 numpy array, got {type(image)}")
+
+
+def _split_array(array: np.ndarray) -> tuple[np.ndarray, Rebuild]:
+    if array.dtype != np.uint8:
+        raise InputError(f"image: expected a uint8 array, got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+
+        def rebuild_colour(rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
+            out = array.copy()
+            out[..., :3][holes] = rgb[holes]
+            return out
+
+        rgb = np.ascontiguousarray(array[..., :3]) if array.shape[2] == 4 else array
+        return rgb, rebuild_colour
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1):
+        gray = array.reshape(array.shape[:2])
+
+        def rebuild_gray(rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
+            out = gray.copy()
+            out[holes] = _luminance(rgb)[holes]
+            return out.reshape(array.shape)
+
+        return np.repeat(gray[..., None], 3, axis=2), rebuild_gray
+    raise InputError(
+        f"image: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}"
+    )
+
+
+def _split_sixteen(
+    image: Image.Image,
+) -> tuple[np.ndarray, Callable[[np.ndarray, np.ndarray], Any]]:
+    """16-bit gray: the model sees it scaled to 8 bits; filled pixels are scaled back (x 257)."""
+    values = np.asarray(image)
+    eight = np.asarray(sixteen_to_eight(image))
+
+    def rebuild(rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
+        out = values.copy()
+        out[holes] = _luminance(rgb)[holes].astype(values.dtype) * 257
+        return out
+
+    return np.repeat(eight[..., None], 3, axis=2), rebuild
+
+
+def _split_pil(image: Image.Image) -> tuple[np.ndarray, Rebuild]:
+    mode = image.mode
+    kept = {k: v for k, v in image.info.items() if k in ("icc_profile", "dpi", "transparency")}
+    kept.update({k: v for k, v in image.info.items() if k.startswith("jpeg_")})
+    to_array: Callable[[np.ndarray, np.ndarray], Any]
+    if mode in _SIXTEEN_BIT_MODES:
+        pixels, to_array = _split_sixteen(image)
+    elif mode == "P" and "transparency" not in image.info:
+        pixels, to_array = _split_palette(image)
+    elif mode == "CMYK":
+        cmyk = np.asarray(image)
+
+        def to_array(rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
+            out = cmyk.copy()
+            out[holes] = np.asarray(Image.fromarray(rgb).convert("CMYK"))[holes]
+            return out
+
+        pixels = np.asarray(image.convert("RGB"))
+    elif mode == "1":
+        bits = np.asarray(image)
+
+        def to_array(rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
+            out = bits.copy()
+            out[holes] = _luminance(rgb)[holes] >= 128
+            return out
+
+        pixels = np.repeat(bits[..., None].astype(np.uint8) * 255, 3, axis=2)
+    else:
+        if mode not in ("RGB", "RGBA", "L", "LA"):
+            transparent = "A" in mode or "transparency" in image.info
+            image = image.convert("RGBA" if transparent else "RGB")
+            kept.pop("transparency", None)
+            warnings.warn(
+                f"{mode} images are inpainted and written as {image.mode}",
+                InpaintWarning,
+                stacklevel=3,
+            )
+            mode = image.mode
+        array = np.asarray(image)
+        if mode == "LA":  # gray and alpha
+            pixels, rebuild_gray = _split_array(array[..., 0])
+
+            def to_array(rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
+                return np.dstack((rebuild_gray(rgb, holes), array[..., 1]))
+
+        else:
+            pixels, to_array = _split_array(array)
+    palette = image.getpalette() if mode == "P" else None
+
+    def rebuild_pil(rgb: np.ndarray, holes: np.ndarray) -> Image.Image:
+        # Image.fromarray infers 1 / L / LA / RGB / RGBA / CMYK / I;16 / I from the array
+        array = to_array(rgb, holes)
+        if mode == "CMYK":  # fromarray reads 4 channels as RGBA
+            out = Image.frombytes("CMYK", (array.shape[1], array.shape[0]), array.tobytes())
+        else:
+            out = Image.fromarray(array)
+        if mode == "P":
+            out = out.convert("L") if out.mode != "L" else out
+            out = _with_palette(out, palette)
+        if out.mode != mode and not (mode.startswith("I;16") and out.mode.startswith("I;16")):
+            raise AssertionError(f"rebuilt {out.mode}, expected {mode}")
+        out.info.update(kept)
+        return out
+
+    return pixels, rebuild_pil
+
+
+def _with_palette(indices: Image.Image, palette: list[int] | None) -> Image.Image:
+    """A ``P`` image from uint8 indices (an ``L`` image) and a palette."""
+    out = Image.frombytes("P", indices.size, indices.tobytes())
+    if palette is not None:
+        out.putpalette(palette)
+    return out
+
+
+def _split_palette(
+    image: Image.Image,
+) -> tuple[np.ndarray, Callable[[np.ndarray, np.ndarray], Any]]:
+    """Palette images: known pixels keep their index, filled ones take the nearest colour."""
+    indices = np.asarray(image)
+    reference = image.copy()
+
+    def rebuild(rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
+        nearest = Image.fromarray(rgb).quantize(palette=reference, dither=Image.Dither.NONE)
+        out = indices.copy()
+        out[holes] = np.asarray(nearest)[holes]
+        return out
+
+    return np.asarray(image.convert("RGB")), rebuild

@@ -1,22 +1,34 @@
-"""Masks: reading mask files, the free-form generator, and writing evaluation mask sets.
+"""Masks: reading mask files and arrays, mask folders, and writing evaluation mask sets.
 
 Conventions. On disk a mask is an image that is white on holes: a pixel is a hole where its gray
-value is at least half of full scale (>= 128 for 8-bit, >= 32768 for 16-bit). In numpy the
-functions here return ``holes``, bool (H, W), True on holes. Datasets turn that into the
-project's mask tensor, (1, H, W) float32, 1 on known pixels and 0 on holes (= 1 - holes). The hole
-ratio of a mask is the fraction of hole pixels, ``1 - mean(mask)``.
+value is at least half of full scale (>= 128 for 8-bit, >= 32768 for 16-bit) **and**, when the
+image has an alpha channel (RGBA, LA, PA, a palette or gray image with a transparent colour), it
+is opaque (alpha >= 128): a transparent background is not a hole, whatever colour is stored
+under it. In numpy the functions here return ``holes``, bool (H, W), True on holes. Datasets turn
+that into the project's mask tensor, (1, H, W) float32, 1 on known pixels and 0 on holes
+(= 1 - holes). The hole ratio of a mask is the fraction of hole pixels, ``1 - mean(mask)``.
+
+The free-form mask generator lives in `ctsdg.data.freeform`.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ctsdg.data.freeform import (
+    ALL_BUCKETS,
+    RatioRange,
+    check_bucket,
+    check_ratio_range,
+    free_form_holes,
+)
 from ctsdg.data.images import (
     DECODE_ERRORS,
     UnreadableImageError,
@@ -26,12 +38,8 @@ from ctsdg.data.images import (
     size_hw,
 )
 from ctsdg.data.skipping import SkipRegistry
-from ctsdg.errors import InputError
-
-RatioRange = tuple[float, float]
-
-#: The ten 10 % buckets, in percent: (0, 10], (10, 20], ..., (90, 100].
-ALL_BUCKETS: tuple[tuple[int, int], ...] = tuple((p, p + 10) for p in range(0, 100, 10))
+from ctsdg.errors import InpaintWarning, InputError
+from ctsdg.fileio import atomic_write_bytes, check_output_dir, writing
 
 MASK_INDEX = "masks.json"
 
@@ -39,11 +47,26 @@ MASK_INDEX = "masks.json"
 # --------------------------------------------------------------------------- reading
 
 
-def read_holes(path: Path) -> Image.Image:
-    """Decode a mask file as an 8-bit gray (``L``) PIL image; white = hole.
+def holes_image(mask: Image.Image) -> Image.Image:
+    """A mask image of any mode as an ``L`` image: 255 on holes, 0 elsewhere (see the module
+    docstring: white, i.e. gray >= half scale, and opaque)."""
+    if mask.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        gray = np.asarray(sixteen_to_eight(mask))
+        alpha = None
+    else:
+        if mask.mode == "P" or "transparency" in mask.info:
+            has_alpha = mask.mode == "PA" or "transparency" in mask.info
+            mask = mask.convert("RGBA" if has_alpha else "RGB")
+        gray = np.asarray(mask.convert("L"))
+        alpha = np.asarray(mask.getchannel("A")) if "A" in mask.getbands() else None
+    holes = gray >= 128
+    if alpha is not None:
+        holes &= alpha >= 128
+    return Image.fromarray(holes.astype(np.uint8) * 255)
 
-    Any mode is converted to gray first (RGB, RGBA, palette, 1-bit); 16-bit masks are scaled to
-    8 bits so that the threshold stays at half of full scale.
+
+def read_holes(path: Path) -> Image.Image:
+    """Decode a mask file as an ``L`` PIL image, 255 on holes and 0 elsewhere (`holes_image`).
 
     Raises:
         UnreadableImageError: the file is missing, not an image, truncated or corrupt.
@@ -51,11 +74,43 @@ def read_holes(path: Path) -> Image.Image:
     try:
         with Image.open(path) as opened:
             opened.load()
-            if opened.mode.startswith("I"):
-                return sixteen_to_eight(opened)
-            return opened.convert("L")
+            return holes_image(opened)
     except DECODE_ERRORS as err:
         raise UnreadableImageError(path, f"{type(err).__name__}: {err}") from err
+
+
+def mask_holes(mask: Image.Image | np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """bool (H, W) holes of a mask given to the API, at the image's (H, W).
+
+    Args:
+        mask: a PIL image of any mode (white and opaque = hole), or an array: bool (True =
+            hole) or uint8 (H, W) / (H, W, 1) (>= 128 = hole).
+        shape: the image's (H, W); a mask of another size is resized (nearest neighbour)
+            with an `InpaintWarning`.
+    """
+    if isinstance(mask, np.ndarray):
+        if mask.ndim == 3 and mask.shape[2] == 1:
+            mask = mask[..., 0]
+        if mask.ndim != 2:
+            raise InputError(f"mask: expected an (H, W) array, got shape {mask.shape}")
+        if mask.dtype == bool:
+            mask = Image.fromarray(mask.astype(np.uint8) * 255)
+        elif mask.dtype == np.uint8:
+            mask = Image.fromarray(mask)
+        else:
+            raise InputError(f"mask: expected a bool or uint8 array, got {mask.dtype}")
+    if not isinstance(mask, Image.Image):
+        raise InputError(f"mask: expected a PIL image or a numpy array, got {type(mask)}")
+    gray = holes_image(mask)
+    height, width = shape
+    if gray.size != (width, height):
+        warnings.warn(
+            f"mask is {gray.width}x{gray.height} but the image is {width}x{height}; resized the "
+            "mask (nearest neighbour)",
+            InpaintWarning,
+            stacklevel=3,
+        )
+    return gray_to_holes(gray, shape)
 
 
 def gray_to_holes(
@@ -85,21 +140,9 @@ def gray_to_holes(
     return np.asarray(gray) >= 128
 
 
-def holes_to_mask(holes: np.ndarray) -> np.ndarray:
-    """The project's mask from holes: float32 (1, H, W), 1 on known pixels, 0 on holes."""
-    return (~holes).astype(np.float32)[None]
-
-
 def hole_ratio(mask: np.ndarray) -> float:
     """Hole ratio ``1 - mean(mask)`` of a mask (1 = known), any shape."""
     return 1.0 - float(np.mean(mask))
-
-
-def _check_ratio_range(ratio_range: Sequence[float]) -> RatioRange:
-    lo, hi = (float(r) for r in ratio_range)
-    if not 0.0 <= lo < hi <= 1.0:
-        raise InputError(f"a hole-ratio range (lo, hi] needs 0 <= lo < hi <= 1, got ({lo}, {hi}]")
-    return lo, hi
 
 
 class MaskFiles:
@@ -134,7 +177,7 @@ class MaskFiles:
         self.augment = augment
         self.ratios: list[float] | None = None
         if ratio_range is not None:
-            lo, hi = _check_ratio_range(ratio_range)
+            lo, hi = check_ratio_range(ratio_range)
             ratios = self._measure_ratios(files)
             keep = [i for i, r in enumerate(ratios) if lo < r <= hi]
             if not keep:
@@ -214,174 +257,7 @@ def _read_index_ratios(root: Path, size: tuple[int, int]) -> dict[str, float]:
         return {}  # not our index (or damaged): measure the files instead
 
 
-# --------------------------------------------------------------------------- free-form masks
-
-
-def _draw_stroke(canvas: np.ndarray, rng: np.random.Generator, scale: float) -> None:
-    """A random brush stroke: a thick polyline with round joints and ends."""
-    import cv2  # imported here: only the generator needs OpenCV
-
-    h, w = canvas.shape
-    side = min(h, w)
-    thickness = max(1, round(rng.uniform(side / 40, side / 10) * scale))
-    n_vertices = int(rng.integers(4, 13))
-    point = np.array([rng.uniform(0, w), rng.uniform(0, h)])
-    angle = rng.uniform(0, 2 * math.pi)
-    for _ in range(n_vertices):
-        # brush strokes wander: each segment turns by a bounded random angle
-        angle += rng.uniform(-math.pi / 2, math.pi / 2)
-        length = rng.uniform(side / 16, side / 4) * max(scale, 0.25)
-        nxt = point + length * np.array([math.cos(angle), math.sin(angle)])
-        nxt = np.clip(nxt, 0, [w - 1, h - 1])
-        p0 = (round(point[0]), round(point[1]))
-        p1 = (round(nxt[0]), round(nxt[1]))
-        cv2.line(canvas, p0, p1, 255, thickness, lineType=cv2.LINE_8)
-        cv2.circle(canvas, p1, thickness // 2, 255, -1, lineType=cv2.LINE_8)
-        if nxt[0] in (0, w - 1) or nxt[1] in (0, h - 1):
-            angle += math.pi  # bounce off the border instead of piling up against it
-        point = nxt
-    cv2.circle(canvas, (round(point[0]), round(point[1])), thickness // 2, 255, -1)
-
-
-def _draw_box(canvas: np.ndarray, rng: np.random.Generator, scale: float) -> None:
-    """A random filled rectangle."""
-    import cv2
-
-    h, w = canvas.shape
-    side = min(h, w)
-    bh = max(1, round(rng.uniform(side / 16, side / 3) * scale))
-    bw = max(1, round(rng.uniform(side / 16, side / 3) * scale))
-    top = int(rng.integers(0, max(1, h - bh + 1)))
-    left = int(rng.integers(0, max(1, w - bw + 1)))
-    cv2.rectangle(canvas, (left, top), (left + bw - 1, top + bh - 1), 255, -1)
-
-
-def free_form_holes(
-    size: int | Sequence[int],
-    ratio_range: Sequence[float],
-    seed: int | Sequence[int] | np.random.Generator,
-    *,
-    spread: float = 0.0,
-    box_probability: float = 0.2,
-    max_shapes: int = 10_000,
-) -> np.ndarray:
-    """A free-form mask: random brush strokes and boxes, with a hole ratio in (lo, hi].
-
-    Shapes are added one by one; one that would push the ratio above ``hi`` is undone and the
-    shape scale shrinks, so that narrow ranges are reached too; when shapes are down to a few
-    pixels the last hole pixels are set one by one. Adding stops as soon as the ratio passes
-    ``lo``, so ratios gather just above it; ``spread`` > 0 first narrows the aim to a band of
-    that fraction of the range at a random position, which spreads ratios over the range.
-
-    Args:
-        size: H = W, or (H, W).
-        ratio_range: (lo, hi), 0 <= lo < hi <= 1; the hole ratio ends in (lo, hi].
-        seed: an int, a sequence of ints (entropy for ``numpy.random.default_rng``) or a
-            Generator. The same seed gives the same mask, whatever the global RNG state.
-        spread: in [0, 1]: width of the random band aimed at, as a fraction of hi - lo (0: aim
-            at the whole range).
-        box_probability: the chance that a shape is a rectangle instead of a stroke.
-        max_shapes: give up after this many shapes (a safety net; not reached in practice).
-
-    Returns:
-        bool (H, W), True on holes.
-
-    Raises:
-        InputError: the range is invalid or holds no achievable ratio at this size (no integer
-            pixel count k with lo < k / (H W) <= hi).
-    """
-    h, w = size_hw(size)
-    lo, hi = _check_ratio_range(ratio_range)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    total = h * w
-    k_min = math.floor(lo * total) + 1  # smallest pixel count with ratio > lo
-    k_max = math.floor(hi * total)  # largest with ratio <= hi
-    if k_min > k_max:
-        raise InputError(
-            f"no {h}x{w} mask has a hole ratio in ({lo}, {hi}]: the range is narrower than "
-            f"one pixel ({1 / total:.2e})"
-        )
-    if spread > 0:
-        k_min, k_max = _random_band(k_min, k_max, spread, rng)
-    canvas = np.zeros((h, w), np.uint8)
-    count = 0
-    scale = 1.0 + lo  # bigger shapes for bigger targets: fewer of them
-    for _ in range(max_shapes):
-        if count >= k_min:
-            return canvas > 0
-        if scale < 0.02:
-            # shapes are down to a pixel or two and still overshoot: finish pixel by pixel
-            free = np.flatnonzero(canvas.ravel() == 0)
-            chosen = rng.choice(free, size=k_min - count, replace=False)
-            canvas.ravel()[chosen] = 255
-            return canvas > 0
-        candidate = canvas.copy()
-        if rng.random() < box_probability:
-            _draw_box(candidate, rng, scale)
-        else:
-            _draw_stroke(candidate, rng, scale)
-        new_count = int(np.count_nonzero(candidate))
-        if new_count <= k_max:
-            canvas, count = candidate, new_count
-        else:
-            scale *= 0.7
-    raise RuntimeError(f"free-form mask generator did not reach ({lo}, {hi}] in {max_shapes}")
-
-
-def _random_band(
-    k_min: int, k_max: int, spread: float, rng: np.random.Generator
-) -> tuple[int, int]:
-    """A sub-range of [k_min, k_max] pixel counts, ``spread`` of its width, at a random place."""
-    width = round((k_max - k_min) * min(spread, 1.0))
-    first = k_min + int(rng.integers(0, k_max - k_min - width + 1))
-    return first, first + width
-
-
-class FreeFormMasks:
-    """Free-form masks generated on the fly (when no mask folder is given).
-
-    Training: a fresh mask per sample, its hole ratio in ``ratio_range``, spread over the range
-    (a random band a tenth of the range wide). Evaluation: sample ``i`` gets a mask from bucket
-    ``buckets[i mod len(buckets)]``, generated from ``(seed, i)``, the same every time.
-
-    Args:
-        size: (H, W) of the masks.
-        ratio_range: training ratio range (lo, hi].
-        buckets: evaluation buckets in percent, e.g. ((0, 10), (10, 20)).
-        seed: seed of the evaluation masks.
-    """
-
-    def __init__(
-        self,
-        size: tuple[int, int],
-        *,
-        ratio_range: RatioRange = (0.05, 0.6),
-        buckets: Sequence[tuple[int, int]] = ALL_BUCKETS[:6],
-        seed: int = 0,
-    ) -> None:
-        self.size = size
-        self.ratio_range = _check_ratio_range(ratio_range)
-        self.buckets = [_check_bucket(b) for b in buckets]
-        if not self.buckets:
-            raise InputError("free-form evaluation masks need at least one bucket")
-        self.seed = seed
-
-    def holes(self, index: int, rng: np.random.Generator | None) -> np.ndarray:
-        """Holes for dataset sample ``index``: bool (H, W) (see the class docstring)."""
-        if rng is None:
-            lo, hi = self.buckets[index % len(self.buckets)]
-            return free_form_holes(self.size, (lo / 100, hi / 100), [self.seed, index], spread=0.25)
-        return free_form_holes(self.size, self.ratio_range, rng, spread=0.1)
-
-
 # --------------------------------------------------------------------------- mask sets
-
-
-def _check_bucket(bucket: Sequence[int]) -> tuple[int, int]:
-    lo, hi = (int(b) for b in bucket)
-    if not 0 <= lo < hi <= 100:
-        raise InputError(f"a bucket is (lo, hi] in percent with 0 <= lo < hi <= 100, got {bucket}")
-    return lo, hi
 
 
 def parse_buckets(text: str) -> list[tuple[int, int]]:
@@ -391,7 +267,7 @@ def parse_buckets(text: str) -> list[tuple[int, int]]:
         parts = item.strip().split("-")
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
             raise InputError(f"bad bucket {item.strip()!r} in {text!r}: expected LO-HI in percent")
-        buckets.append(_check_bucket((int(parts[0]), int(parts[1]))))
+        buckets.append(check_bucket((int(parts[0]), int(parts[1]))))
     return buckets
 
 
@@ -406,6 +282,8 @@ def write_mask_set(
     size: int | Sequence[int] = 256,
     buckets: Sequence[tuple[int, int]] = ALL_BUCKETS,
     seed: int = 0,
+    *,
+    overwrite: bool = False,
 ) -> list[dict[str, object]]:
     """Write a reproducible evaluation mask set of free-form masks.
 
@@ -416,11 +294,13 @@ def write_mask_set(
     ``(seed, lo, hi, n)``, so a bucket's files do not depend on which other buckets are written.
 
     Args:
-        out_dir: folder to write into (created; existing files of the same names are replaced).
+        out_dir: folder to write into (created). Every file is written atomically.
         per_bucket: number of masks per bucket (>= 1).
         size: H = W, or (H, W).
         buckets: (lo, hi) pairs in percent; default the ten 10 % buckets.
         seed: base seed.
+        overwrite: replace existing files of the same names; otherwise an InputError names
+            them before anything is written.
 
     Returns:
         The index entries: ``{"file", "bucket", "hole_ratio"}`` per mask.
@@ -429,17 +309,26 @@ def write_mask_set(
     h, w = size_hw(size)
     if per_bucket < 1:
         raise InputError(f"per_bucket must be >= 1, got {per_bucket}")
-    checked = [_check_bucket(b) for b in buckets]
+    checked = [check_bucket(b) for b in buckets]
     if not checked:
         raise InputError("write_mask_set needs at least one bucket")
+    names = [f"{bucket_name(b)}/{n:05d}.png" for b in checked for n in range(per_bucket)]
+    existing = [n for n in [*names, MASK_INDEX] if (out / n).exists()] if out.is_dir() else []
+    if existing and not overwrite:
+        shown = ", ".join(existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise InputError(
+            f"{out} already holds {len(existing)} of the files to write ({shown}); "
+            "choose another folder or pass --overwrite"
+        )
+    check_output_dir(out)
     entries: list[dict[str, object]] = []
     for lo, hi in checked:
-        folder = out / bucket_name((lo, hi))
-        folder.mkdir(parents=True, exist_ok=True)
         for n in range(per_bucket):
             holes = free_form_holes((h, w), (lo / 100, hi / 100), [seed, lo, hi, n], spread=0.25)
-            path = folder / f"{n:05d}.png"
-            Image.fromarray(holes.astype(np.uint8) * 255, mode="L").save(path)
+            path = out / bucket_name((lo, hi)) / f"{n:05d}.png"
+            with writing(path):
+                path.parent.mkdir(exist_ok=True)
+            atomic_write_bytes(path, png_bytes(holes))
             entries.append(
                 {
                     "file": path.relative_to(out).as_posix(),
@@ -457,5 +346,12 @@ def write_mask_set(
         "convention": "white (255) = hole; hole_ratio = hole pixels / all pixels",
         "masks": entries,
     }
-    (out / MASK_INDEX).write_text(json.dumps(index, indent=1) + "\n")
+    atomic_write_bytes(out / MASK_INDEX, (json.dumps(index, indent=1) + "\n").encode())
     return entries
+
+
+def png_bytes(holes: np.ndarray) -> bytes:
+    """bool (H, W) holes as an 8-bit gray PNG file's bytes, white (255) on holes."""
+    buffer = io.BytesIO()
+    Image.fromarray(holes.astype(np.uint8) * 255).save(buffer, format="PNG")
+    return buffer.getvalue()

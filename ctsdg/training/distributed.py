@@ -89,6 +89,15 @@ def sum_over_ranks(values: torch.Tensor, ctx: Context) -> torch.Tensor:
     return values
 
 
+def gather_objects(value: object, ctx: Context) -> list:
+    """Every rank's ``value`` (picklable), in rank order, on every rank; ``[value]`` alone."""
+    if not ctx.distributed:
+        return [value]
+    values: list[object] = [None] * ctx.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
 def barrier(ctx: Context) -> None:
     if ctx.distributed:
         dist.barrier()

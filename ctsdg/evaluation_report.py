@@ -1,0 +1,241 @@
+"""``ctsdg eval``'s figures and reports: per-image results, hole-ratio buckets, the seed's
+printout, the 10 % table, ``metrics.json`` / ``metrics.md``.
+
+Buckets are decided per image, by **its own** hole ratio ``1 - mean(mask)`` in exact integer
+pixel counts, into (lo, hi] ranges; the range above 60 %, which the MindSpore port drops, is
+reported on its own line. `ctsdg.evaluation` computes the `ImageResult`s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ctsdg.data import ALL_BUCKETS
+from ctsdg.errors import InputError
+from ctsdg.fileio import atomic_write_bytes, writing
+from ctsdg.metrics import finite_mean
+
+#: The seed's reporting groups, percent, each (lo, hi].
+SEED_BUCKETS: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60))
+#: What the port drops without saying so.
+DROPPED_BUCKET: tuple[int, int] = (60, 100)
+METRICS = ("psnr", "ssim", "l1", "lpips")
+
+CONVENTIONS = (
+    "Per image, on the composite gt*mask + out*(1-mask) against gt, both (x+1)/2 clipped to "
+    "[0,1]. PSNR: peak 1, over all pixels and channels, capped at 100 dB. SSIM: 11x11 Gaussian "
+    "window (sigma 1.5), K1 0.01, K2 0.03, population covariances, valid region (no padding), "
+    "mean over positions and RGB channels (= skimage structural_similarity with "
+    "gaussian_weights=True, use_sample_covariance=False, data_range=1). L1: mean absolute "
+    "error over all pixels and channels, in [0,1]. LPIPS: VGG, v0.1 linear layers. Buckets: "
+    "each image by its own hole ratio 1 - mean(mask), ranges (lo, hi]. Bucket figures are "
+    "means over their images."
+)
+
+
+class ReportWriteError(InputError):
+    """The evaluation finished but its reports could not be written; ``evaluation`` holds the
+    figures, so that the caller can still show them."""
+
+    def __init__(self, message: str, evaluation: Evaluation) -> None:
+        super().__init__(message)
+        self.evaluation = evaluation
+
+
+@dataclass
+class ImageResult:
+    """The metrics of one evaluated image."""
+
+    index: int
+    source: str
+    hole_ratio: float
+    hole_pixels: int
+    pixels: int
+    psnr: float
+    ssim: float
+    l1: float
+    lpips: float | None = None
+
+
+@dataclass
+class Evaluation:
+    """What ``evaluate`` returns: settings, per-image results, bucket summaries."""
+
+    settings: dict[str, Any]
+    images: list[ImageResult]
+    seed_buckets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    buckets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dropped: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overall: dict[str, dict[str, Any]] = field(default_factory=dict)
+    output_dir: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": "ctsdg-eval",
+            "version": 1,
+            **self.settings,
+            "conventions": CONVENTIONS,
+            "seed_buckets": self.seed_buckets,
+            "buckets": self.buckets,
+            "dropped_by_port": self.dropped,
+            "all": self.overall,
+            "per_image": [asdict(r) for r in self.images],
+        }
+
+
+# --------------------------------------------------------------------------- buckets
+
+
+def in_bucket(result: ImageResult, bucket: tuple[int, int]) -> bool:
+    """Whether the image's hole ratio lies in (lo, hi] percent, decided in exact integers."""
+    lo, hi = bucket
+    scaled = 100 * result.hole_pixels
+    return lo * result.pixels < scaled <= hi * result.pixels
+
+
+def bucket_label(bucket: tuple[int, int]) -> str:
+    return f"{bucket[0]}-{bucket[1]}%"
+
+
+def summarize(images: Sequence[ImageResult], select: Callable[[ImageResult], bool]) -> dict:
+    """``images`` count and the mean of every metric over the selected images (None if empty)."""
+    chosen = [r for r in images if select(r)]
+    summary: dict[str, Any] = {"images": len(chosen)}
+    for name in METRICS:
+        values = [getattr(r, name) for r in chosen if getattr(r, name) is not None]
+        if name == "lpips" and not values:
+            continue
+        mean = finite_mean(values)
+        summary[name] = None if math.isnan(mean) else mean
+    return summary
+
+
+def summarize_all(evaluation: Evaluation) -> None:
+    images = evaluation.images
+    evaluation.seed_buckets = {
+        bucket_label(b): summarize(images, lambda r, b=b: in_bucket(r, b)) for b in SEED_BUCKETS
+    }
+    evaluation.buckets = {
+        bucket_label(b): summarize(images, lambda r, b=b: in_bucket(r, b)) for b in ALL_BUCKETS
+    }
+    no_hole = summarize(images, lambda r: r.hole_pixels == 0)
+    if no_hole["images"]:
+        evaluation.buckets = {"0% (no hole)": no_hole, **evaluation.buckets}
+    evaluation.dropped = {
+        bucket_label(DROPPED_BUCKET): summarize(images, lambda r: in_bucket(r, DROPPED_BUCKET))
+    }
+    evaluation.overall = {
+        bucket_label((0, 60)) + " (seed range)": summarize(images, lambda r: in_bucket(r, (0, 60))),
+        "all": summarize(images, lambda r: True),
+    }
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _rounded(value: float | None, digits: int) -> str:
+    # The seed prints round(x, n) through str(): 0.83, not 0.830
+    return "nan" if value is None else str(round(value, digits))
+
+
+def seed_block(evaluation: Evaluation) -> str:
+    """The seed's printout: ``PSNR:`` then ``0-20%: 38.04`` ..., ``SSIM:`` then ``0-20%: 0.979``."""
+    lines = ["PSNR:"]
+    lines += [f"{k}: {_rounded(v['psnr'], 2)}" for k, v in evaluation.seed_buckets.items()]
+    lines.append("SSIM:")
+    lines += [f"{k}: {_rounded(v['ssim'], 3)}" for k, v in evaluation.seed_buckets.items()]
+    return "\n".join(lines)
+
+
+def _table_rows(evaluation: Evaluation) -> tuple[list[str], list[list[str]]]:
+    has_lpips = any(r.lpips is not None for r in evaluation.images)
+    header = ["hole ratio", "images", "PSNR", "SSIM", "L1"] + (["LPIPS"] if has_lpips else [])
+    rows = []
+    groups = [
+        *evaluation.buckets.items(),
+        *((f"{k} (dropped by the port)", v) for k, v in evaluation.dropped.items()),
+        *evaluation.overall.items(),
+    ]
+    for name, s in groups:
+        row = [name, str(s["images"])]
+        row += [_fmt(s["psnr"], ".2f"), _fmt(s["ssim"], ".4f"), _fmt(s["l1"], ".5f")]
+        if has_lpips:
+            row.append(_fmt(s.get("lpips"), ".4f"))
+        rows.append(row)
+    return header, rows
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def full_table(evaluation: Evaluation) -> str:
+    """10 % buckets, the range the port drops, the seed range and all images, aligned."""
+    header, rows = _table_rows(evaluation)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for i, row in enumerate([header, *rows]):
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_report(evaluation: Evaluation) -> str:
+    s = evaluation.settings
+    header, rows = _table_rows(evaluation)
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table += ["| " + " | ".join(r) + " |" for r in rows]
+    what = s["checkpoint"] or f"OpenCV {s['method']}"
+    return "\n".join(
+        [
+            f"# Evaluation: {what}",
+            "",
+            f"- method: {s['method']}; structure inputs: {s['structure'] or '-'} "
+            f"({s['structure_reason']})",
+            f"- data: {s['dataset']} ({s['images']} images, {s['image_size'][0]}x"
+            f"{s['image_size'][1]}), masks: {s['masks']}",
+            f"- device {s['device']}, precision {s['precision']}, batch {s['batch_size']}, "
+            f"{s['seconds']:.1f} s",
+            f"- conventions: {CONVENTIONS}",
+            "- not reported: FID (needs Inception weights; out of scope)"
+            + ("" if s["lpips"] else "; LPIPS (no lpips_weights / pretrained_vgg given)"),
+            "",
+            "Seed's groups (the MindSpore port's printout, per-image buckets):",
+            "",
+            "```text",
+            seed_block(evaluation),
+            "```",
+            "",
+            *table,
+            "",
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_reports(evaluation: Evaluation, out_dir: Path) -> None:
+    """Write ``metrics.json`` and ``metrics.md`` into ``out_dir`` (created), atomically.
+
+    Raises:
+        ReportWriteError: naming the path and the reason; it carries ``evaluation``.
+    """
+    try:
+        with writing(out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+        report = json.dumps(evaluation.to_json(), indent=1) + "\n"
+        atomic_write_bytes(out_dir / "metrics.json", report.encode())
+        atomic_write_bytes(out_dir / "metrics.md", markdown_report(evaluation).encode())
+    except InputError as err:
+        raise ReportWriteError(f"{err}; the figures above were not saved", evaluation) from None
+    evaluation.output_dir = out_dir
