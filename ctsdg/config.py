@@ -1,6 +1,6 @@
 """The run configuration: defaults, then a YAML file, then ``key=value`` overrides.
 
-Key names follow the MindSpore model-zoo port's ``default_config.yaml`` (the seed) wherever it has
+Key names follow the MindSpore model-zoo port's ``default_config.yaml`` wherever it has
 one, so its config files keep working; keys that only mattered to MindSpore's launcher are
 accepted and ignored with a warning. Unknown keys are errors that list the valid ones.
 
@@ -280,7 +280,8 @@ def _one_line(err: ValidationError) -> str:
 
 
 def _collect(updates: dict[str, Any], source: str) -> dict[str, Any]:
-    """``updates`` without the seed's launcher keys (warned about); unknown keys are errors."""
+    """``updates`` without the MindSpore port's launcher keys (warned about); unknown keys are
+    errors."""
     kept = {}
     for key, value in updates.items():
         if key in SEED_ONLY_KEYS:

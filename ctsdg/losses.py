@@ -18,7 +18,7 @@ from ctsdg.models.generator import GeneratorOutput
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the generator loss terms (the seed's values)."""
+    """Weights of the generator loss terms (the paper's and the MindSpore port's values)."""
 
     hole: float = 60.0
     valid: float = 10.0

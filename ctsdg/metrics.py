@@ -1,6 +1,6 @@
 """Image-quality metrics as inpainting papers report them, batched in torch (CPU or GPU).
 
-Conventions (the seed's, see the spec's Evaluation section): metrics compare the *composite*
+Conventions (the MindSpore port's, see docs/evaluation.md): metrics compare the *composite*
 ``comp = gt * mask + out * (1 - mask)`` with the ground truth, both mapped from [-1, 1] to [0, 1]
 by ``(x + 1) / 2`` and clipped (`to_unit`). Every function takes (B, C, H, W) tensors in [0, 1]
 and returns one value per image, shape (B,), so that results can be grouped per image.
@@ -10,7 +10,7 @@ and returns one value per image, shape (B,), so that results can be grouped per 
 - `ssim`: structural similarity with an 11 x 11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03,
   population (not sample) covariances, computed per channel over the *valid* region (only
   window positions fully inside the image; no padding) and averaged over positions and
-  channels. This is MindSpore's ``nn.SSIM`` used by the seed, and equals
+  channels. This is MindSpore's ``nn.SSIM`` used by the MindSpore port, and equals
   ``skimage.metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, data_range=1, channel_axis=-1)``: skimage filters the whole
   image and then drops the 5-pixel border whose windows reach outside it.
@@ -42,7 +42,7 @@ SSIM_K2 = 0.03
 
 
 def to_unit(x: Tensor) -> Tensor:
-    """[-1, 1] images to [0, 1], clipped (the seed's mapping before every metric)."""
+    """[-1, 1] images to [0, 1], clipped (the MindSpore port's mapping before every metric)."""
     return ((x + 1) / 2).clamp(0.0, 1.0)
 
 
@@ -214,7 +214,7 @@ def finite_mean(values: list[float]) -> float:
 def score_composites(
     output: Tensor, ground_truth: Tensor, mask: Tensor, lpips: LPIPS | None = None
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Score a batch the seed's way; ``ctsdg eval`` and training's validation both call this.
+    """Score a batch the MindSpore port's way; ``ctsdg eval`` and validation both call this.
 
     output, ground_truth (B, 3, H, W) in [-1, 1]; mask (B, 1, H, W), 1 = known. Returns the
     composite in [0, 1] and per-image (B,) ``psnr``, ``ssim``, ``l1`` (and ``lpips`` when given).

@@ -55,7 +55,7 @@ CELEBA_CROP = 178
 PARTITION_FILE_NAMES = ("list_eval_partition.txt", "list_eval_partitions.txt")
 
 #: Free-form evaluation masks when no mask folder is given: 10 % buckets from 0 to 70 %, i.e.
-#: the seed's three reporting groups (0-20, 20-40, 40-60 %) and the range above them.
+#: the MindSpore port's three reporting groups (0-20, 20-40, 40-60 %) and the range above them.
 FREE_FORM_EVAL_BUCKETS: tuple[tuple[int, int], ...] = ALL_BUCKETS[:7]
 FREE_FORM_TRAIN_RANGE: RatioRange = (0.05, 0.6)
 
@@ -290,7 +290,7 @@ def celeba_files(image_dir: Path, anno_path: Path, partitions: Sequence[int]) ->
 
 
 def _celeba_paths(data_root: Path, anno_path: Path | None) -> tuple[Path, Path]:
-    """(image folder, partition file) from the seed's layout."""
+    """(image folder, partition file) from the MindSpore port's layout."""
     require_folder(data_root, "CelebA folder")
     nested = data_root / "img_align_celeba"
     image_dir = nested if nested.is_dir() else data_root
@@ -352,18 +352,18 @@ def build_dataset(
             generated on the fly: training ratios in ``mask_ratio_range`` (default
             (0.05, 0.6)); evaluation sample ``i`` gets a fixed mask from 10 % bucket
             ``i mod 7`` of 0-10 % ... 60-70 %.
-        image_size: (H, W) of the samples (the seed's ``image_load_size``), or one int.
-        sigma: Canny sigma (the seed's ``sigma``, default 2).
+        image_size: (H, W) of the samples (the MindSpore port's ``image_load_size``), or one int.
+        sigma: Canny sigma (the MindSpore port's ``sigma``, default 2).
         structure: ``"correct"`` gray / edges from the true image (new training) or
             ``"authors"``, the authors' wrapped-uint8 input (models trained by the authors'
             code or the MindSpore port).
-        partition: CelebA partition number(s) to use (the seed's ``anno_train_index`` /
+        partition: CelebA partition number(s) to use (the MindSpore port's ``anno_train_index`` /
             ``anno_eval_index``); None: 0 / 1 / 2 for train / val / test.
         fit: folder geometry: ``"resize_crop"`` (shorter side to the target, then a random
             crop in training, a centre crop otherwise), ``"crop"`` (crop at native resolution)
             or ``"resize"`` (stretch the whole image).
         hflip: random horizontal flips in training; None: on for folders and the demo, off for
-            CelebA (the seed does not flip).
+            CelebA (the MindSpore port does not flip).
         mask_augment: training: random flips and 90-degree rotations of mask files.
         mask_ratio_range: (lo, hi): keep only mask files with a hole ratio in (lo, hi] at
             ``image_size``; with free-form masks, the training ratio range, and in evaluation
@@ -458,7 +458,7 @@ def dataset_from_config(
     limit: int | None = None,
     mask_ratio_range: Sequence[float] | None = None,
 ) -> InpaintingDataset:
-    """`build_dataset` with the run config's keys (the seed's names).
+    """`build_dataset` with the run config's keys (the MindSpore port's names).
 
     Training uses ``data_root``, ``train_masks_root``, ``anno_train_index`` and
     ``mask_ratio_range``; ``val`` and ``test`` use ``eval_data_root`` (default ``data_root``),

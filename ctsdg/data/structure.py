@@ -1,6 +1,6 @@
 """Structure inputs of the structure stream: gray image and Canny edges.
 
-Two conventions (see the spec, Conventions):
+Two conventions (docs/evaluation.md and the README say which checkpoints use which):
 
 - ``"correct"``: computed from the true uint8 image. The default for new training.
 - ``"authors"``: bit-exact reproduction of what the authors' code and the MindSpore port feed

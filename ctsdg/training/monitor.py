@@ -1,4 +1,5 @@
-"""What a person watching a training run sees: the seed's log line, a progress bar, TensorBoard.
+"""What a person watching a training run sees: the MindSpore port's log line, a progress bar,
+TensorBoard.
 
 Only rank 0 writes; the other ranks get a `Monitor` with ``enabled=False``. Every rank records
 its loss terms, because the log line averages each term over the iterations since the last line
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def log_line(iteration: int, loss_g: float, loss_d: float, step_ms: float) -> str:
-    """The seed's line: ``2022-12-19 10:00:00 iter: 1000, loss_g: 21.058, loss_d: 1.63,
+    """The MindSpore port's line: ``2022-12-19 10:00:00 iter: 1000, loss_g: 21.058, loss_d: 1.63,
     step time: 589.29 ms``."""
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     return (
@@ -101,7 +102,7 @@ class Monitor:
     def report(
         self, iteration: int, ctx: Context, rates: tuple[float, float], batch_size: int
     ) -> dict[str, float]:
-        """The seed's log line and TensorBoard scalars for the iterations since the last report.
+        """The MindSpore port's log line and TensorBoard scalars since the last report.
 
         Every rank must call this (the terms are averaged over ranks). ``rates`` are the
         generator's and discriminator's learning rates; ``batch_size`` is per rank. Returns the

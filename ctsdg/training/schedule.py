@@ -1,5 +1,5 @@
-"""The seed's two-stage schedule: which stage an iteration is in, its learning rates, and the
-finetune stage's frozen BatchNorm layers.
+"""The paper's (and the MindSpore port's) two-stage schedule: which stage an iteration is in,
+its learning rates, and the finetune stage's frozen BatchNorm layers.
 
 Stage 1 (``train``) runs at ``gen_lr_train``; stage 2 (``finetune``) at ``gen_lr_finetune``
 with the generator's BatchNorm layers frozen (``finetune_freeze_bn``: ``encoder`` as the paper,

@@ -1,4 +1,4 @@
-"""CTSDG training: the seed's two-stage schedule on one device or many, resumable exactly.
+"""CTSDG training: the MindSpore port's two-stage schedule on one device or many, resumable exactly.
 
 `train` claims the run folder (`run_folder`), builds the networks (`steps`), resumes from a
 checkpoint (`checkpoint`) and runs one plain loop: each iteration a generator step and a
