@@ -43,6 +43,7 @@ from PIL import Image
 
 from ctsdg.config import Config
 from ctsdg.data import Batch, build_loader, dataset_from_config
+from ctsdg.data.structure import STRUCTURES
 from ctsdg.data.tensors import image_to_tensor, tensor_to_image
 from ctsdg.errors import InputError
 from ctsdg.evaluation_report import (
@@ -132,7 +133,7 @@ def evaluate(
     device = ctx.device
     if not ctx.is_main:
         echo = _silent
-    if structure is not None and structure not in ("correct", "authors"):
+    if structure is not None and structure not in STRUCTURES:
         raise InputError(f"structure: expected correct or authors, got {structure!r}")
     generator = None
     checkpoint: Path | None = None

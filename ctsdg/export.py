@@ -38,6 +38,7 @@ import torch
 from ctsdg.errors import InputError
 from ctsdg.fileio import atomic_write_bytes, check_output_dir
 from ctsdg.models import Generator
+from ctsdg.models.generator import SIZE_MULTIPLE
 
 Format = Literal["onnx", "torchscript"]
 FORMATS: tuple[Format, ...] = ("onnx", "torchscript")
@@ -252,8 +253,8 @@ def export(
 
     if fmt not in FORMATS:
         raise InputError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-    if size is not None and (size < 128 or size % 128):
-        raise InputError(f"--size {size}: the generator needs a multiple of 128")
+    if size is not None and (size < SIZE_MULTIPLE or size % SIZE_MULTIPLE):
+        raise InputError(f"--size {size}: the generator needs a multiple of {SIZE_MULTIPLE}")
     path = Path(output)
     if path.is_dir():
         raise InputError(f"{path}: is a folder; -o names the file to write")

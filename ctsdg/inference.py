@@ -42,10 +42,11 @@ from PIL import Image
 
 from ctsdg.data.images import split_image
 from ctsdg.data.masks import mask_holes
-from ctsdg.data.structure import structure_inputs
+from ctsdg.data.structure import STRUCTURES, structure_inputs
 from ctsdg.data.tensors import image_to_tensor, tensor_to_image
 from ctsdg.errors import InpaintWarning, InputError
 from ctsdg.models import Generator, generator_inputs
+from ctsdg.models.generator import SIZE_MULTIPLE
 
 Strategy = Literal["auto", "resize", "crop"]
 STRATEGIES: tuple[Strategy, ...] = ("auto", "resize", "crop")
@@ -90,12 +91,12 @@ class Inpainter:
         precision: str = "fp32",
         merge_distance: int | None = None,
     ) -> None:
-        if structure not in ("correct", "authors"):
+        if structure not in STRUCTURES:
             raise InputError(f"structure: expected correct or authors, got {structure!r}")
         if strategy not in STRATEGIES:
             raise InputError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
-        if size < 128 or size % 128:
-            raise InputError(f"size: the model needs a multiple of 128, got {size}")
+        if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
+            raise InputError(f"size: the model needs a multiple of {SIZE_MULTIPLE}, got {size}")
         self.generator = generator.eval()
         self.structure = structure
         self.size = size

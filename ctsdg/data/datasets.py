@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ctsdg.data.demo import DemoImages
-from ctsdg.data.freeform import ALL_BUCKETS, FreeFormMasks, RatioRange
+from ctsdg.data.freeform import ALL_BUCKETS, FREE_FORM_TRAIN_RANGE, FreeFormMasks
 from ctsdg.data.images import (
     FITS,
     IMAGE_EXTENSIONS,
@@ -57,7 +57,6 @@ PARTITION_FILE_NAMES = ("list_eval_partition.txt", "list_eval_partitions.txt")
 #: Free-form evaluation masks when no mask folder is given: 10 % buckets from 0 to 70 %, i.e.
 #: the MindSpore port's three reporting groups (0-20, 20-40, 40-60 %) and the range above them.
 FREE_FORM_EVAL_BUCKETS: tuple[tuple[int, int], ...] = ALL_BUCKETS[:7]
-FREE_FORM_TRAIN_RANGE: RatioRange = (0.05, 0.6)
 
 
 # --------------------------------------------------------------------------- image sources

@@ -16,6 +16,8 @@ from ctsdg.data.images import size_hw
 from ctsdg.errors import InputError
 
 RatioRange = tuple[float, float]
+#: Hole-ratio range of the free-form training masks (the MindSpore port's).
+FREE_FORM_TRAIN_RANGE: RatioRange = (0.05, 0.6)
 
 #: The ten 10 % buckets, in percent: (0, 10], (10, 20], ..., (90, 100].
 ALL_BUCKETS: tuple[tuple[int, int], ...] = tuple((p, p + 10) for p in range(0, 100, 10))
@@ -175,7 +177,7 @@ class FreeFormMasks:
         self,
         size: tuple[int, int],
         *,
-        ratio_range: RatioRange = (0.05, 0.6),
+        ratio_range: RatioRange = FREE_FORM_TRAIN_RANGE,
         buckets: Sequence[tuple[int, int]] = ALL_BUCKETS[:6],
         seed: int = 0,
     ) -> None:
