@@ -64,7 +64,7 @@ _STATIC = {
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; "
-        "style-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'"
+        "style-src 'self'; connect-src 'self' blob:; object-src 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
