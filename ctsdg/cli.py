@@ -149,7 +149,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
     parser = sub.add_parser(
         "bench",
-        help="benchmarks: model, data, train, infer (minimum of several runs; --json)",
+        help="benchmarks: model, data, train, infer, serve (minimum of several runs; --json)",
         description="Speed measurements; each target prints a line, or JSON with --json.",
     )
     benchmarks.add_subcommands(parser)

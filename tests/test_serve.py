@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 import resource
@@ -424,3 +425,18 @@ def test_real_server_prints_url_warns_on_all_interfaces_and_stops_on_sigterm(wei
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.slow
+def test_bench_serve_reports_load_rows(capsys) -> None:
+    args = ["bench", "serve", "--size", "128", "--width", "8", "--clients", "1,2",
+            "--requests", "2", "--rounds", "1", "--repeats", "1", "--json"]  # fmt: skip
+    assert main(args) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["kind"] for r in rows] == ["infer", "load", "load", "summary"]
+    assert rows[0]["batch1_ms"] > 0
+    assert [(r["clients"], r["requests"], r["errors"]) for r in rows[1:3]] == [(1, 2, 0), (2, 4, 0)]
+    assert all(r["p50_ms"] <= r["p95_ms"] and r["requests_per_s"] > 0 for r in rows[1:3])
+    summary = rows[3]
+    assert summary["errors"] == 0 and summary["rss_mb_after"] > 100  # the server's, with torch
+    assert main([*args[:-1], "--clients", "0"]) == 2
