@@ -33,7 +33,7 @@ from typing import Any
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -267,6 +267,8 @@ def _api(handler: Callable[[Request], Awaitable[Response]]) -> Callable:
             return await handler(request)
         except RequestError as err:
             return _error(err.status, err.message, err.headers)
+        except ClientDisconnect:  # nobody is left to read an answer; not a server fault
+            return _error(400, "client disconnected before the request was complete")
         except Exception:
             log.exception("%s %s failed", request.method, request.url.path)
             return _error(500, "internal error while handling the request; see the server log")
