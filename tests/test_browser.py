@@ -167,11 +167,7 @@ def distance_to_segment(shape: tuple[int, int], a, b) -> np.ndarray:
 
 @pytest.mark.slow
 def test_paint_inpaint_and_read_the_result_in_chromium(tmp_path: Path) -> None:
-    if find_browser() is None:
-        reason = "no chromium + chromedriver (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}: CI must run the browser test")
-        pytest.skip(reason)
+    require_browser()
     import torch
 
     from ctsdg.inference import Inpainter
@@ -194,6 +190,92 @@ def test_paint_inpaint_and_read_the_result_in_chromium(tmp_path: Path) -> None:
     assert changed[distance < BRUSH / 2 - 2].mean() > 0.5
     errors = [e for e in console if e["level"] == "SEVERE"]
     assert not errors, errors
+
+
+PAINTED = """const c = arguments[0];
+const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] >= 128; return n;"""
+
+
+def require_browser() -> None:
+    if find_browser() is None:
+        reason = "no chromium + chromedriver (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}: CI must run the browser test")
+        pytest.skip(reason)
+
+
+@pytest.mark.slow
+def test_token_prompt_tools_mask_file_and_readable_errors_in_chromium(tmp_path: Path) -> None:
+    """The token form, undo / redo / eraser / clear / brush keys, a mask file, an API error."""
+    require_browser()
+    import torch
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from ctsdg.inference import Inpainter
+    from ctsdg.models import Generator
+
+    torch.manual_seed(0)
+    inpainter = Inpainter(Generator(width=8), size=128)
+    photo_path, mask_path = tmp_path / "photo.png", tmp_path / "mask.png"
+    Image.fromarray(data.chelsea()).save(photo_path)  # 451 x 300
+    holes = np.zeros((300, 451), np.uint8)
+    holes[100:150, 200:260] = 255
+    Image.fromarray(holes).save(mask_path)
+    # max_pixels below the photo's: the inpainting is refused, and the page must say why
+    app = create_app(inpainter, Limits(token="tok", max_pixels=100_000))
+    with running_server(app) as url, chromium() as driver:
+
+        def testid(name: str):
+            return driver.find_element(By.CSS_SELECTOR, f'[data-testid="{name}"]')
+
+        def painted() -> int:
+            return driver.execute_script(PAINTED, testid("mask-canvas"))
+
+        def keys(*sequence) -> None:
+            chain = ActionChains(driver)
+            for key in sequence:
+                chain = chain.send_keys(key)
+            chain.perform()
+
+        driver.get(url)
+        wait_for(lambda: driver.find_element(By.ID, "token-form").is_displayed(), what="token form")
+        assert "token" in testid("message").text
+        driver.find_element(By.ID, "token-input").send_keys("tok", Keys.ENTER)
+        wait_for(lambda: "structure" in testid("model-info").text, what="the model after the token")
+        testid("image-input").send_keys(str(photo_path))
+        canvas = testid("mask-canvas")
+        wait_for(lambda: driver.execute_script("return arguments[0].width", canvas) == 451)
+        stroke = ActionChains(driver).move_to_element_with_offset(canvas, -50, 0).click_and_hold()
+        stroke.move_by_offset(100, 0).release().perform()
+        first = painted()
+        assert first > 100 * 30  # a 100 px long, 40 px wide stroke
+        ActionChains(driver).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()
+        assert painted() == 0
+        redo = ActionChains(driver).key_down(Keys.CONTROL).key_down(Keys.SHIFT).send_keys("z")
+        redo.key_up(Keys.SHIFT).key_up(Keys.CONTROL).perform()
+        assert painted() == first
+        testid("eraser-button").click()
+        erase = ActionChains(driver).move_to_element_with_offset(canvas, 0, 0).click_and_hold()
+        erase.move_by_offset(5, 0).release().perform()
+        assert 0 < painted() < first
+        size = int(testid("brush-size").get_attribute("value"))
+        keys("]")
+        assert int(testid("brush-size").get_attribute("value")) > size
+        testid("clear-button").click()
+        assert painted() == 0
+        testid("mask-input").send_keys(str(mask_path))
+        wait_for(lambda: painted() == 50 * 60, what="the mask file on the canvas")
+        testid("inpaint-button").click()
+        message = testid("message")
+        wait_for(lambda: "413" in message.text, what="the API's error on the page")
+        assert "--max-pixels" in message.text and "error" in message.get_attribute("class")
+        console = driver.get_log("browser")
+    # the only errors are the two refused requests (the page's own code raised nothing)
+    errors = [e["message"] for e in console if e["level"] == "SEVERE"]
+    assert len(errors) == 2 and "401" in errors[0] and "413" in errors[1], errors
 
 
 def main() -> None:
