@@ -1,7 +1,7 @@
 """Running the app: ``ctsdg serve`` loads a checkpoint and serves it with uvicorn.
 
-Shutdown (SIGTERM, or Ctrl-C): the listening socket closes, requests that arrive on open
-connections get 503, requests in flight finish, then the inference thread stops.
+Shutdown (SIGTERM, or Ctrl-C): requests in flight finish, requests that arrive meanwhile get
+503, then the inference thread stops.
 """
 
 from __future__ import annotations
