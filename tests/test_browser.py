@@ -294,7 +294,7 @@ def main() -> None:
         photo_path = folder / "chelsea.png"
         Image.fromarray(data.chelsea()).save(photo_path)
         url = stack.enter_context(running_server(app))
-        driver = stack.enter_context(chromium(1000, 560))
+        driver = stack.enter_context(chromium(1000, 640))
         paint_and_inpaint(driver, url, photo_path, stroke=((255, 85), (330, 70)))
         png = driver.get_screenshot_as_png()
     atomic_write(args.screenshot, lambda p: p.write_bytes(png))
