@@ -11,10 +11,10 @@ see the same machine:
    a rectangular hole, PNG), on a kept-alive connection (this process is idle meanwhile).
 
 Reported per client count (all rounds pooled): requests, errors, requests/s (successful
-requests over the wall time of the load), p50 / p95 latency; and the server's resident memory
-(``VmRSS``) after a warm-up request and at the end. ``--json`` prints one JSON object per line:
-``kind`` ``infer`` (``batch1_ms``), ``load`` (one per client count) and ``summary`` (the ratios
-the targets in docs/benchmarks.md are stated in).
+requests over the wall time of the load), p50 / p95 / mean / min latency; and the server's
+resident memory (``VmRSS``) after two warm-up requests and at the end. ``--json`` prints one
+JSON object per line: ``kind`` ``infer`` (``batch1_ms``), ``load`` (one per client count) and
+``summary`` (the ratios the targets in docs/benchmarks.md are stated in).
 """
 
 from __future__ import annotations
@@ -229,6 +229,7 @@ def _rows(
             "p50_ms": _round(percentile(p["latencies"], 50)),
             "p95_ms": _round(percentile(p["latencies"], 95)),
             "mean_ms": _round(statistics.fmean(p["latencies"]) if ok else None),
+            "min_ms": _round(min(p["latencies"]) if ok else None),
         })  # fmt: skip
     single = rows[1]
     many = rows[-1]
