@@ -169,7 +169,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
     parser = sub.add_parser(
         "bench",
-        help="benchmarks: model, data, train, infer (minimum of several runs; --json)",
+        help="benchmarks: model, data, train, infer, serve (minimum of several runs; --json)",
         description="Speed measurements; each target prints a line, or JSON with --json.",
     )
     benchmarks.add_subcommands(parser)
@@ -458,3 +458,76 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     run_demo(args.overrides, progress=not args.no_progress, overwrite=args.overwrite)
     return 0
+
+
+@_command
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="the inpainting web page and HTTP API (http://127.0.0.1:8080/)",
+        description=(
+            "Serve a checkpoint: a page to paint over what should go and inpaint it, and the "
+            "HTTP API under /api/v1 (docs/serving.md). Without --checkpoint, serves runs/demo "
+            "(what 'make demo' writes). SIGTERM or Ctrl-C stop it after the requests in flight."
+        ),
+    )
+    parser.add_argument("--checkpoint", metavar="PATH", help="any checkpoint ctsdg reads")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="default fp32"
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="model input side (default: the training size a ctsdg checkpoint records, else 256)",
+    )
+    parser.add_argument(
+        "--structure",
+        choices=("authors", "correct"),
+        help="structure-input convention (default: the checkpoint's)",
+    )
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=25.0, help="largest request body (default 25)"
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=40_000_000,
+        help="largest image, width x height (default 40000000)",
+    )
+    parser.add_argument(
+        "--max-queue", type=int, default=8, help="requests queued or running; more get 503 (8)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds per request before 503 (120)"
+    )
+    parser.add_argument(
+        "--token",
+        help="require 'Authorization: Bearer TOKEN' on /api/ (default: $CTSDG_TOKEN, if set)",
+    )
+    parser.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from ctsdg.serve.server import serve
+    from ctsdg.serve.uploads import Limits
+
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port}: expected 0 to 65535")
+    for flag, value in (("--max-upload-mb", args.max_upload_mb), ("--max-pixels", args.max_pixels),
+                        ("--max-queue", args.max_queue), ("--timeout", args.timeout)):  # fmt: skip
+        if value <= 0:
+            raise InputError(f"{flag} {value}: must be positive")
+    token = args.token or os.environ.get("CTSDG_TOKEN") or None
+    limits = Limits(
+        max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels, max_queue=args.max_queue,
+        timeout_s=args.timeout, token=token,
+    )  # fmt: skip
+    return serve(
+        args.checkpoint, host=args.host, port=args.port, device=args.device,
+        precision=args.precision, size=args.size, structure=args.structure, limits=limits,
+    )  # fmt: skip

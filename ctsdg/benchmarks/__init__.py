@@ -1,4 +1,4 @@
-"""Benchmarks behind ``ctsdg bench TARGET``: model, data, train, infer.
+"""Benchmarks behind ``ctsdg bench TARGET``: model, data, train, infer, serve.
 
 This module only declares the command-line options (it imports nothing heavy); each target's
 module does the measuring and printing in its ``run(args)``.
@@ -71,6 +71,27 @@ def _add_infer(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
+def _add_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
+    parser.add_argument("--width", type=int, default=64, help="base width (default 64)")
+    parser.add_argument(
+        "--checkpoint", metavar="PATH", help="serve this checkpoint (default: random weights)"
+    )
+    parser.add_argument(
+        "--clients", default="1,4", help="comma list of concurrent clients (default 1,4)"
+    )
+    parser.add_argument(
+        "--requests", type=int, default=15, help="requests per client and round (default 15)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="interleaved rounds of infer + load (default 2)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed forward passes per round (default 3)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
 # target -> (help, option declarer, module with run(args))
 TARGETS = {
     "model": (
@@ -84,6 +105,8 @@ TARGETS = {
               "ctsdg.benchmarks.train"),
     "infer": ("inference ms/image (batch 1) and images/s (batch 8): eager, torch.compile, "
               "ONNX Runtime", _add_infer, "ctsdg.benchmarks.infer"),
+    "serve": ("ctsdg serve under N concurrent clients: requests/s, p50/p95 ms, errors, server "
+              "RSS, beside the generator's batch1_ms", _add_serve, "ctsdg.benchmarks.serve"),
 }  # fmt: skip
 DEFAULT_TARGET = "infer"  # what plain `ctsdg bench` runs
 

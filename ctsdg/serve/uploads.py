@@ -1,0 +1,282 @@
+"""Reading an inpainting request within the server's limits, before anything is decoded.
+
+Every limit is checked here, in one place, in the order that costs least:
+
+1. the body's size: ``Content-Length`` first, then the bytes as they arrive (a client may lie or
+   send chunked data), so at most ``max_upload_mb`` is ever held;
+2. the fields: ``multipart/form-data`` (files ``image`` and ``mask``, fields ``strategy`` and
+   ``format``) or a JSON object with the same keys, the images as base64 strings;
+3. each image's pixel count from its header (PIL's ``Image.open`` reads only the header), so a
+   PNG that claims 40000 x 40000 is refused without allocating its pixels.
+
+Uploads stay in memory: nothing is written to disk (Starlette's own form parser spools files
+over 1 MB to temporary files, which is why the multipart body is parsed here with
+python-multipart's streaming parser). Problems raise `RequestError` with the HTTP status and a
+one-line message that names the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, ImageOps
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from ctsdg.data.images import DECODE_ERRORS
+from ctsdg.inference import STRATEGIES
+
+#: Output formats of ``POST /api/v1/inpaint`` -> (PIL format name, media type).
+FORMATS: dict[str, tuple[str, str]] = {
+    "png": ("PNG", "image/png"),
+    "jpeg": ("JPEG", "image/jpeg"),
+    "webp": ("WEBP", "image/webp"),
+}
+FIELDS = ("image", "mask", "strategy", "format")
+
+
+class RequestError(Exception):
+    """A request the server refuses: HTTP ``status``, a one-line ``message``, extra headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server accepts (the ``ctsdg serve`` flags of the same names).
+
+    Attributes:
+        max_upload_mb: largest request body, in MiB (``--max-upload-mb``).
+        max_pixels: largest image or mask, width x height (``--max-pixels``).
+        max_queue: requests queued or running at once; more get 503 (``--max-queue``).
+        timeout_s: seconds a request may wait and run before it gets 503 (``--timeout``).
+        token: when set, every ``/api/`` call needs ``Authorization: Bearer <token>``.
+    """
+
+    max_upload_mb: float = 25.0
+    max_pixels: int = 40_000_000
+    max_queue: int = 8
+    timeout_s: float = 120.0
+    token: str | None = None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+@dataclass
+class InpaintRequest:
+    """The fields of one request: encoded image and mask bytes, strategy, output format."""
+
+    image: bytes
+    mask: bytes
+    strategy: str = "auto"
+    format: str = "png"
+
+
+# --------------------------------------------------------------------------- the body
+
+
+async def read_body(
+    headers: dict[str, str], stream: AsyncIterator[bytes], limit: int, limit_mb: float
+) -> bytes:
+    """The whole body, refusing (413) as soon as it is known to exceed ``limit`` bytes."""
+    too_large = RequestError(413, f"body: larger than the server's --max-upload-mb {limit_mb:g}")
+    declared = headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise RequestError(400, f"Content-Length: expected a number of bytes, got {declared!r}")
+        if int(declared) > limit:
+            raise too_large
+    chunks, size = [], 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_request(content_type: str, body: bytes) -> InpaintRequest:
+    """The request's fields from a multipart or JSON body, values checked (400 otherwise)."""
+    media, params = parse_options_header(content_type)
+    if media == b"multipart/form-data":
+        boundary = params.get(b"boundary")
+        if not boundary:
+            raise RequestError(400, "Content-Type: multipart/form-data without a boundary")
+        fields = _parse_multipart(body, boundary)
+    elif media == b"application/json":
+        fields = _parse_json(body)
+    else:
+        shown = media.decode("latin-1") or "(none)"
+        raise RequestError(
+            415, f"Content-Type: expected multipart/form-data or application/json, got {shown}"
+        )
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise RequestError(400, f"unknown field {unknown[0]!r}; expected {', '.join(FIELDS)}")
+    for name in ("image", "mask"):
+        if not fields.get(name):
+            raise RequestError(400, f"{name}: missing; send the {name} as a file field")
+    strategy = _text(fields, "strategy", "auto")
+    if strategy not in STRATEGIES:
+        raise RequestError(
+            400, f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}"
+        )
+    fmt = _text(fields, "format", "png").lower()
+    if fmt == "jpg":
+        fmt = "jpeg"
+    if fmt not in FORMATS:
+        raise RequestError(400, f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    return InpaintRequest(bytes(fields["image"]), bytes(fields["mask"]), strategy, fmt)
+
+
+def _text(fields: dict[str, bytes], name: str, default: str) -> str:
+    raw = fields.get(name)
+    if raw is None or raw == b"":
+        return default
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise RequestError(400, f"{name}: expected UTF-8 text") from None
+
+
+def _parse_multipart(body: bytes, boundary: bytes) -> dict[str, bytes]:
+    """Fields of a multipart body, all in memory (the body is already within its limit)."""
+    parts: dict[str, bytearray] = {}
+    current: list[bytearray] = []  # the part being read, if it has a name
+    header = {"field": bytearray(), "value": bytearray()}
+    headers: dict[bytes, bytes] = {}
+    ended = []
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        headers[bytes(header["field"]).lower()] = bytes(header["value"])
+        header["field"], header["value"] = bytearray(), bytearray()
+
+    def on_headers_finished() -> None:
+        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
+        name = disposition.get(b"name", b"").decode("utf-8", "replace")
+        headers.clear()
+        if not name:
+            raise RequestError(400, "body: a multipart part without a name")
+        if name in parts:
+            raise RequestError(400, f"{name}: sent more than once")
+        parts[name] = bytearray()
+        current[:] = [parts[name]]
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        current[0] += data[start:end]
+
+    callbacks: Any = {
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished,
+        "on_part_data": on_part_data,
+        "on_end": lambda: ended.append(True),
+    }
+    parser = MultipartParser(boundary, callbacks)
+    try:
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError as err:
+        first = (str(err).splitlines() or ["parse error"])[0]
+        raise RequestError(400, f"body: malformed multipart/form-data ({first})") from None
+    if not ended:
+        raise RequestError(400, "body: multipart/form-data ends before its closing boundary")
+    return {k: bytes(v) for k, v in parts.items()}
+
+
+def _parse_json(body: bytes) -> dict[str, bytes]:
+    """Fields of a JSON body: ``image`` / ``mask`` base64 (a ``data:`` URL prefix is allowed)."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RequestError(400, f"body: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise RequestError(400, f"body: expected a JSON object, got {type(data).__name__}")
+    fields: dict[str, bytes] = {}
+    for key, value in data.items():
+        if not isinstance(value, str):
+            raise RequestError(400, f"{key}: expected a string, got {type(value).__name__}")
+        if key in ("image", "mask"):
+            if value.startswith("data:"):
+                value = value.partition(",")[2]
+            try:
+                fields[key] = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise RequestError(400, f"{key}: not valid base64") from None
+        else:
+            fields[key] = value.encode("utf-8")
+    return fields
+
+
+# --------------------------------------------------------------------------- the images
+
+
+def open_header(data: bytes, what: str, max_pixels: int) -> Image.Image:
+    """The image's header only (no pixels decoded); 413 over ``max_pixels``, 400 unreadable."""
+    too_large = f"over the server's --max-pixels {max_pixels} ({max_pixels / 1e6:g} megapixels)"
+    try:
+        with warnings.catch_warnings():
+            # PIL warns between MAX_IMAGE_PIXELS and twice that; the check below decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise RequestError(413, f"{what}: {too_large}") from None
+    except DECODE_ERRORS:
+        raise RequestError(400, f"{what}: not an image format the server reads") from None
+    width, height = opened.size
+    if width * height > max_pixels:
+        raise RequestError(413, f"{what}: {width}x{height} pixels is {too_large}")
+    return opened
+
+
+def decode(opened: Image.Image, what: str) -> Image.Image:
+    """Decode the pixels of an image from `open_header`, EXIF orientation applied (400 if bad)."""
+    try:
+        opened.load()  # truncation and corrupt data surface here
+        return ImageOps.exif_transpose(opened)
+    except DECODE_ERRORS as err:
+        first = (str(err).splitlines() or [""])[0]
+        raise RequestError(
+            400, f"{what}: unreadable image ({type(err).__name__}: {first})"
+        ) from None
+    finally:
+        opened.close()
+
+
+def encode(image: Image.Image, fmt: str) -> bytes:
+    """The result as ``fmt`` bytes (PNG lossless; JPEG / WebP at quality 95, as ctsdg inpaint)."""
+    pil_format, _ = FORMATS[fmt]
+    if fmt == "jpeg" and image.mode in ("RGBA", "LA"):
+        raise RequestError(
+            400, f"format: jpeg cannot hold this {image.mode} image's transparency; ask for png"
+        )
+    if fmt == "webp" and image.mode == "LA":
+        image = image.convert("RGBA")
+    options: dict[str, Any] = {}
+    if "icc_profile" in image.info:
+        options["icc_profile"] = image.info["icc_profile"]
+    if fmt in ("jpeg", "webp"):
+        options["quality"] = 95
+    buffer = io.BytesIO()
+    image.save(buffer, format=pil_format, **options)
+    return buffer.getvalue()

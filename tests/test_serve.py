@@ -1,0 +1,440 @@
+"""``ctsdg serve``: the HTTP API in-process (Starlette's TestClient), its limits and failures."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import resource
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+from starlette.testclient import TestClient
+
+from ctsdg.checkpoints import ModelConfig, save_weights
+from ctsdg.cli import main
+from ctsdg.inference import Inpainter
+from ctsdg.models import Generator
+from ctsdg.serve import Limits, create_app
+
+SIZE = 128  # the model's square (a width-8 generator): fast, and the API does not care
+INPAINT = "/api/v1/inpaint"
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    state = Generator(width=8).state_dict()
+    return save_weights(path, model=ModelConfig(8), structure="correct", generator=state)
+
+
+@pytest.fixture(scope="module")
+def inpainter(weights_file: Path) -> Inpainter:
+    return Inpainter.from_checkpoint(weights_file, size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def client(inpainter: Inpainter):
+    app = create_app(inpainter, Limits(max_upload_mb=1, max_pixels=200_000))
+    with TestClient(app) as c:
+        yield c
+
+
+def photo(width: int = 300, height: int = 200, mode: str = "RGB") -> Image.Image:
+    return Image.fromarray(data.chelsea()).resize((width, height)).convert(mode)
+
+
+def box_mask(width: int = 300, height: int = 200, box=(100, 50, 180, 110)) -> Image.Image:
+    m = np.zeros((height, width), np.uint8)
+    left, top, right, bottom = box
+    m[top:bottom, left:right] = 255
+    return Image.fromarray(m)
+
+
+def png(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def files(image: bytes | None = None, mask: bytes | None = None) -> dict:
+    return {
+        "image": ("photo.png", png(photo()) if image is None else image, "image/png"),
+        "mask": ("mask.png", png(box_mask()) if mask is None else mask, "image/png"),
+    }
+
+
+def decoded(response) -> Image.Image:
+    return Image.open(io.BytesIO(response.content))
+
+
+def assert_error(response, status: int, *words: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    message = response.json()["error"]
+    assert "\n" not in message and "Traceback" not in message
+    for word in words:
+        assert word in message, message
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid PNG header claiming width x height, followed by a few bytes of pixel data."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1024))
+        + chunk(b"IEND", b"")
+    )
+
+
+# --------------------------------------------------------------------------- success
+
+
+def test_inpaint_at_a_size_that_is_not_a_multiple_of_128(client, inpainter) -> None:
+    response = client.post(INPAINT, files=files())
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    result = np.asarray(decoded(response))
+    before = np.asarray(photo())
+    holes = np.asarray(box_mask()) > 0
+    assert result.shape == before.shape == (200, 300, 3)
+    np.testing.assert_array_equal(result[~holes], before[~holes])  # known pixels bit-identical
+    assert np.any(result != before, axis=-1)[holes].mean() > 0.5
+    # the same pixels as the Python API (and so `ctsdg inpaint`) gives
+    np.testing.assert_array_equal(result, np.asarray(inpainter.inpaint(photo(), box_mask())))
+
+
+@pytest.mark.parametrize(("fmt", "media"), [("jpeg", "image/jpeg"), ("webp", "image/webp")])
+def test_output_formats_and_strategies(client, fmt: str, media: str) -> None:
+    for strategy in ("resize", "crop"):
+        response = client.post(INPAINT, files=files(), data={"format": fmt, "strategy": strategy})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == media
+        assert decoded(response).size == (300, 200)
+
+
+def test_rgba_and_gray_images_keep_their_mode(client) -> None:
+    for mode in ("RGBA", "L"):
+        response = client.post(INPAINT, files=files(image=png(photo(mode=mode))))
+        assert response.status_code == 200, response.text
+        assert decoded(response).mode == mode
+
+
+def test_json_body_with_base64_gives_the_same_result(client) -> None:
+    multipart = client.post(INPAINT, files=files())
+    body = {
+        "image": base64.b64encode(png(photo())).decode(),
+        "mask": "data:image/png;base64," + base64.b64encode(png(box_mask())).decode(),
+        "strategy": "auto",
+    }
+    response = client.post(INPAINT, json=body)
+    assert response.status_code == 200, response.text
+    assert response.content == multipart.content
+
+
+def test_health_model_and_page(client) -> None:
+    assert client.get("/api/v1/health").json() == {"status": "ok"}
+    info = client.get("/api/v1/model").json()
+    assert {k: info[k] for k in ("structure", "size", "width", "device", "precision")} == {
+        "structure": "correct", "size": SIZE, "width": 8, "device": "cpu", "precision": "fp32",
+    }  # fmt: skip
+    assert {"checkpoint", "format"} <= set(info)
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for testid in ("image-input", "mask-canvas", "inpaint-button", "result-image"):
+        assert f'data-testid="{testid}"' in page.text
+    for path in ("/static/app.js", "/static/style.css"):
+        text = client.get(path).text
+        # offline machines: nothing may be fetched from another host
+        assert not re.search(r"https?://", text), path
+        assert "http" not in page.text.replace("http-equiv", "")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "words"),
+    [
+        ({"files": files(image=b"not an image")}, 400, ["image:", "not an image"]),
+        ({"files": files(mask=b"GIF89a nonsense")}, 400, ["mask:"]),
+        ({"files": files(image=png(photo())[:400])}, 400, ["image: unreadable"]),
+        ({"files": files(mask=png(box_mask(150, 100, (0, 0, 9, 9))))}, 400, ["150x100", "300x200"]),
+        ({"files": files(), "data": {"strategy": "tile"}}, 400, ["strategy", "tile"]),
+        ({"files": files(), "data": {"format": "gif"}}, 400, ["format", "gif"]),
+        ({"files": files(), "data": {"colour": "red"}}, 400, ["unknown field 'colour'"]),
+        ({"files": {"image": ("a.png", png(photo()), "image/png")}}, 400, ["mask: missing"]),
+        ({"files": files(image=png(photo(mode="RGBA"))), "data": {"format": "jpeg"}}, 400,
+         ["jpeg", "transparency"]),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400,
+         ["not valid JSON"]),
+        ({"json": {"image": "@@@", "mask": "AAAA"}}, 400, ["image: not valid base64"]),
+        ({"json": [1, 2]}, 400, ["JSON object"]),
+        ({"content": b"x", "headers": {"content-type": "text/plain"}}, 415, ["text/plain"]),
+        ({"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data; boundary=x"}},
+         400, ["multipart"]),
+        ({"files": files(image=png(photo(600, 400)))}, 413, ["image: 600x400", "--max-pixels"]),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_one_line_json_errors(client, kwargs, status, words) -> None:
+    assert_error(client.post(INPAINT, **kwargs), status, *words)
+    assert client.get("/api/v1/health").status_code == 200  # the server stays healthy
+
+
+def test_not_found_and_wrong_method_are_json(client) -> None:
+    assert_error(client.get("/api/v1/nothing"), 404, "/api/v1/nothing")
+    response = client.get(INPAINT)
+    assert_error(response, 405, "use POST")
+    assert response.headers["allow"] == "POST"
+    # no route reads server files from request data
+    assert_error(client.get("/static/../../README.md"), 404)
+    assert_error(client.get("/static/index.html"), 404)
+
+
+def test_body_over_the_limit_is_refused_before_it_is_read(client) -> None:
+    big = os.urandom(1024 * 1024 + 1)
+    assert_error(client.post(INPAINT, files=files(image=big)), 413, "--max-upload-mb 1")
+
+    def chunks():  # no Content-Length (chunked): counted as it arrives
+        for _ in range(64):
+            yield b"\0" * 65536
+
+    response = client.post(
+        INPAINT, content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"}
+    )
+    assert_error(response, 413, "body")
+    assert client.post(INPAINT, files=files()).status_code == 200
+
+
+def test_decompression_bomb_header_is_refused_without_decoding(client, inpainter) -> None:
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    start = time.perf_counter()
+    response = client.post(INPAINT, files=files(image=bomb_png(40000, 40000)))
+    assert_error(response, 413, "image:", "--max-pixels")
+    assert time.perf_counter() - start < 5
+    # 40000 x 40000 RGB would be 4.8 GB; the process's peak memory did not move by a fraction
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert grown_mb < 200
+    # under the server's own limit but over PIL's bomb guard (2 x 89 M pixels): also 413
+    app = create_app(inpainter, Limits(max_pixels=10**10))
+    with TestClient(app) as big:
+        assert_error(big.post(INPAINT, files=files(image=bomb_png(20000, 20000))), 413)
+
+
+def test_token_is_required_on_the_api_only(inpainter) -> None:
+    app = create_app(inpainter, Limits(token="s3cret"))
+    with TestClient(app) as c:
+        response = c.get("/api/v1/health")
+        assert_error(response, 401, "token missing", "Bearer")
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert_error(c.post(INPAINT, files=files()), 401)
+        wrong = {"Authorization": "Bearer nope"}
+        assert_error(c.get("/api/v1/model", headers=wrong), 401, "token wrong")
+        good = {"Authorization": "Bearer s3cret"}
+        assert c.get("/api/v1/health", headers=good).json() == {"status": "ok"}
+        assert c.get("/api/v1/model", headers=good).json()["limits"]["token_required"] is True
+        assert c.post(INPAINT, files=files(), headers=good).status_code == 200
+        assert c.get("/").status_code == 200  # the page itself asks for the token
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+class GatedInpainter(Inpainter):
+    """Holds every inpainting until ``gate`` opens; ``entered`` counts the calls that began."""
+
+    def inpaint(self, image, mask):
+        self.entered.release()
+        assert self.gate.wait(30), "test gate never opened"
+        return super().inpaint(image, mask)
+
+
+@pytest.fixture()
+def gated(weights_file: Path) -> GatedInpainter:
+    base = Inpainter.from_checkpoint(weights_file, size=SIZE)
+    gated = GatedInpainter(base.generator, structure=base.structure, size=SIZE)
+    gated.gate = threading.Event()
+    gated.entered = threading.Semaphore(0)
+    return gated
+
+
+def post_in_thread(c: TestClient, results: list) -> threading.Thread:
+    thread = threading.Thread(target=lambda: results.append(c.post(INPAINT, files=files())))
+    thread.start()
+    return thread
+
+
+def test_queue_limit_503_with_retry_after_and_health_stays_prompt(gated) -> None:
+    app = create_app(gated, Limits(max_queue=2))
+    with TestClient(app) as c:
+        results: list = []
+        threads = [post_in_thread(c, results) for _ in range(2)]
+        assert gated.entered.acquire(timeout=30)  # one runs, one waits in the queue
+        deadline = time.monotonic() + 30
+        while app.state.worker.pending < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        start = time.perf_counter()
+        assert c.get("/api/v1/health").json() == {"status": "ok"}  # while inference runs
+        assert time.perf_counter() - start < 1.0
+        full = c.post(INPAINT, files=files())
+        assert_error(full, 503, "--max-queue 2")
+        assert int(full.headers["retry-after"]) >= 1
+        gated.gate.set()
+        for thread in threads:
+            thread.join(60)
+        assert [r.status_code for r in results] == [200, 200]
+        assert app.state.worker.pending == 0
+        assert c.post(INPAINT, files=files()).status_code == 200
+
+
+def test_timeout_gives_503_and_the_slot_comes_back(gated) -> None:
+    app = create_app(gated, Limits(timeout_s=0.5, max_queue=1))
+    with TestClient(app) as c:
+        response = c.post(INPAINT, files=files())
+        assert_error(response, 503, "--timeout 0.5")
+        assert "retry-after" in response.headers
+        gated.gate.set()  # the started job runs to its end and frees its slot
+        deadline = time.monotonic() + 30
+        while app.state.worker.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert c.post(INPAINT, files=files()).status_code == 200
+
+
+def test_draining_server_answers_503(inpainter) -> None:
+    app = create_app(inpainter)
+    with TestClient(app) as c:
+        app.state.draining = True
+        assert_error(c.get("/api/v1/health"), 503, "shutting down")
+        assert_error(c.post(INPAINT, files=files()), 503)
+
+
+def test_unexpected_failure_is_a_500_without_traceback(inpainter, caplog) -> None:
+    class Broken(Inpainter):
+        def inpaint(self, image, mask):
+            raise RuntimeError("boom inside the model")
+
+    broken = Broken(inpainter.generator, size=SIZE)
+    with TestClient(create_app(broken)) as c:
+        response = c.post(INPAINT, files=files())
+        assert_error(response, 500, "internal error")
+        assert "boom" not in response.text
+        assert c.get("/api/v1/health").status_code == 200
+    assert "boom inside the model" in caplog.text  # the server's log keeps the cause
+
+
+def test_one_log_line_per_request(client, caplog) -> None:
+    with caplog.at_level("INFO", logger="ctsdg.serve"):
+        client.get("/api/v1/health")
+        client.post(INPAINT, files=files(), data={"format": "gif"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "ctsdg.serve"]
+    assert len(lines) == 2
+    assert re.fullmatch(r"GET /api/v1/health 200 \d+ ms", lines[0])
+    assert re.fullmatch(r"POST /api/v1/inpaint 400 \d+ ms", lines[1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_memory_does_not_grow_with_requests(client) -> None:
+    def rss_mb() -> float:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    body = files()
+    for _ in range(5):  # warm-up: allocator pools, first-call caches
+        assert client.post(INPAINT, files=body).status_code == 200
+    before = rss_mb()
+    for _ in range(30):
+        assert client.post(INPAINT, files=body).status_code == 200
+    assert rss_mb() - before < 25
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_cli_without_checkpoint_or_demo_run_exits_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--checkpoint" in err and "make demo" in err
+
+
+def test_cli_flags_and_ctsdg_token(monkeypatch, tmp_path) -> None:
+    seen = {}
+
+    def fake_serve(checkpoint, **kwargs):
+        seen.update(kwargs, checkpoint=checkpoint)
+        return 0
+
+    monkeypatch.setattr("ctsdg.serve.server.serve", fake_serve)
+    monkeypatch.setenv("CTSDG_TOKEN", "from-env")
+    assert main(["serve", "--checkpoint", "x.pt", "--max-queue", "3", "--timeout", "9"]) == 0
+    limits = seen["limits"]
+    assert (limits.token, limits.max_queue, limits.timeout_s) == ("from-env", 3, 9.0)
+    assert (limits.max_upload_mb, limits.max_pixels) == (25.0, 40_000_000)
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 8080
+    assert main(["serve", "--max-queue", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_real_server_prints_url_warns_on_all_interfaces_and_stops_on_sigterm(weights_file):
+    """The command as a user runs it: uvicorn, a port, the log, SIGTERM."""
+    import urllib.request
+
+    command = [sys.executable, "-m", "ctsdg", "serve", "--checkpoint", str(weights_file),
+               "--host", "0.0.0.0", "--port", "0", "--size", str(SIZE)]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 120
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            match = re.search(r"open (http://\S+) in a browser", line)
+            url = match[1] if match else None
+        assert url is not None
+        with urllib.request.urlopen(url + "api/v1/health", timeout=30) as response:
+            assert response.read() == b'{"status":"ok"}'
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        err = proc.stderr.read()
+        assert "warning: --host 0.0.0.0" in err and "--token" in err
+        assert re.search(r"GET /api/v1/health 200 \d+ ms", err)
+        assert "stopping" in err and "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_bench_serve_reports_load_rows(capsys) -> None:
+    args = ["bench", "serve", "--size", "128", "--width", "8", "--clients", "1,2",
+            "--requests", "2", "--rounds", "1", "--repeats", "1", "--json"]  # fmt: skip
+    assert main(args) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["kind"] for r in rows] == ["infer", "load", "load", "summary"]
+    assert rows[0]["batch1_ms"] > 0
+    assert [(r["clients"], r["requests"], r["errors"]) for r in rows[1:3]] == [(1, 2, 0), (2, 4, 0)]
+    assert all(r["p50_ms"] <= r["p95_ms"] and r["requests_per_s"] > 0 for r in rows[1:3])
+    summary = rows[3]
+    assert summary["errors"] == 0 and summary["rss_mb_after"] > 100  # the server's, with torch
+    assert main([*args[:-1], "--clients", "0"]) == 2
