@@ -1,8 +1,10 @@
 """The ``ctsdg`` command line.
 
 Each subcommand has an ``_add_<name>`` function that declares its arguments and a ``_run_<name>``
-function that does the work. Heavy imports (torch, the models, data) happen inside the run
-functions, so ``ctsdg --help`` is instant.
+function that does the work. Options that several commands share are declared once, in the
+parent parsers below; defaults are shown by the help formatter. Errors are printed in one place,
+`main`: a `CommandError` carries its own exit status. Heavy imports (torch, the models, data)
+happen inside the run functions, so ``ctsdg --help`` is instant.
 """
 
 from __future__ import annotations
@@ -13,15 +15,46 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ctsdg import __version__
-from ctsdg.errors import InputError
+from ctsdg.choices import PRECISIONS, STRATEGIES, STRUCTURES
+from ctsdg.errors import CommandError, InputError
 
 Runner = Callable[[argparse.Namespace], int | None]
+Subparsers = argparse._SubParsersAction
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line like every other ctsdg error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default after its help, unless there is none worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, [], argparse.SUPPRESS) or action.help is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not the one at setup
+    (callers and tests swap it between in-process ``main()`` calls)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ctsdg",
-        description="CTSDG image inpainting: train, evaluate, inpaint, export, benchmark.",
+        description="CTSDG image inpainting: train, evaluate, inpaint, export, serve, benchmark.",
     )
     parser.add_argument("--version", action="version", version=f"ctsdg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -34,7 +67,7 @@ def _configure_logging() -> None:
     """ctsdg's own warnings and notes on stderr, one line each."""
     logger = logging.getLogger("ctsdg")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("ctsdg: %(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -43,20 +76,23 @@ def _configure_logging() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # KEY=VALUE overrides may come anywhere on the line, also after a flag (argparse only
-    # collects a positional list before the first option).
-    if extra and hasattr(args, "overrides") and all(_is_override(a) for a in extra):
-        args.overrides = [*args.overrides, *extra]
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:  # usage errors, --help and --version end here, with argparse's status
+        args, extra = parser.parse_known_args(argv)
+        # KEY=VALUE overrides may come anywhere on the line, also after a flag (argparse only
+        # collects a positional list before the first option).
+        if extra and hasattr(args, "overrides") and all(_is_override(a) for a in extra):
+            args.overrides = [*args.overrides, *extra]
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else 2
     _configure_logging()
     run: Runner = args.run
     try:
         return int(run(args) or 0)
-    except InputError as err:
+    except CommandError as err:
         print(f"ctsdg: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code
     except KeyboardInterrupt:
         print("ctsdg: interrupted", file=sys.stderr)
         return 130
@@ -66,44 +102,126 @@ def _is_override(arg: str) -> bool:
     return not arg.startswith("-") and "=" in arg
 
 
+# --------------------------------------------------------------------------- shared options
+# Each returns a parent parser (argparse's ``parents=``) holding options several commands take.
+
+
+def _parent() -> argparse.ArgumentParser:
+    return _Parser(add_help=False)
+
+
+def _checkpoint_options(*, required: bool = True) -> argparse.ArgumentParser:
+    parent = _parent()
+    parent.add_argument(
+        "--checkpoint", required=required, metavar="PATH", help="any checkpoint ctsdg reads"
+    )
+    return parent
+
+
+def _model_input_options(*, structure_help: str = "structure-input convention"):
+    """--size and --structure: the model's input side and the gray/edge convention."""
+    parent = _parent()
+    parent.add_argument(
+        "--size",
+        type=int,
+        help="model input side (default: the training size a ctsdg checkpoint records, else 256)",
+    )
+    parent.add_argument(
+        "--structure", choices=STRUCTURES, help=f"{structure_help} (default: the checkpoint's)"
+    )
+    return parent
+
+
+def _runtime_options() -> argparse.ArgumentParser:
+    """--device and --precision: where and in which arithmetic the generator runs."""
+    parent = _parent()
+    parent.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parent.add_argument("--precision", choices=PRECISIONS, default="fp32", help="arithmetic")
+    return parent
+
+
+def _config_options(
+    *, required: bool = True, example: str = "batch_size=8"
+) -> argparse.ArgumentParser:
+    parent = _parent()
+    parent.add_argument(
+        "--config",
+        required=required,
+        metavar="FILE",
+        help="YAML config, or the name of a shipped one (celeba, places2, paris_streetview, demo)"
+        + ("" if required else "; default: only the overrides"),
+    )
+    parent.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help=f"config overrides, e.g. {example}"
+    )
+    return parent
+
+
+def _progress_options() -> argparse.ArgumentParser:
+    parent = _parent()
+    parent.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parent
+
+
+def _overwrite_options(what: str) -> argparse.ArgumentParser:
+    parent = _parent()
+    parent.add_argument("--overwrite", action="store_true", help=f"replace {what}")
+    return parent
+
+
 # --------------------------------------------------------------------------- subcommands
 # Each _add_* registers one subcommand; keep them in the order of the README.
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+_COMMANDS: list[Callable[[Subparsers], None]] = []
 
 
-def _command(add: Callable[[argparse._SubParsersAction], None]):
+def _command(add: Callable[[Subparsers], None]):
     _COMMANDS.append(add)
     return add
 
 
-@_command
-def _add_masks(sub: argparse._SubParsersAction) -> None:
+def _subcommand(
+    sub: Subparsers,
+    name: str,
+    run: Runner,
+    *,
+    help: str,
+    description: str,
+    parents: Sequence[argparse.ArgumentParser] = (),
+) -> argparse.ArgumentParser:
     parser = sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        parents=list(parents),
+        formatter_class=_HelpFormatter,
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+@_command
+def _add_masks(sub: Subparsers) -> None:
+    parser = _subcommand(
+        sub,
         "masks",
+        _run_masks,
         help="write a reproducible evaluation mask set (free-form masks per hole-ratio bucket)",
         description=(
             "Write free-form masks, N per hole-ratio bucket, as OUT_DIR/ratio_<lo>-<hi>/<n>.png "
             "(white = hole) with an index OUT_DIR/masks.json. The same seed gives the same files."
         ),
+        parents=[_overwrite_options("mask files already in OUT_DIR")],
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the masks into")
-    parser.add_argument(
-        "--per-bucket", type=int, default=100, metavar="N", help="masks per bucket (default 100)"
-    )
-    parser.add_argument(
-        "--size", type=int, default=256, metavar="S", help="mask side in pixels (default 256)"
-    )
+    parser.add_argument("--per-bucket", type=int, default=100, metavar="N", help="masks per bucket")
+    parser.add_argument("--size", type=int, default=256, metavar="S", help="mask side in pixels")
     parser.add_argument(
         "--buckets",
         default="0-10,10-20,20-30,30-40,40-50,50-60,60-70,70-80,80-90,90-100",
-        help="hole-ratio buckets in percent, each (lo, hi] (default: the ten 10%% buckets)",
+        help="hole-ratio buckets in percent, each (lo, hi]",
     )
-    parser.add_argument("--seed", type=int, default=0, metavar="K", help="seed (default 0)")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace mask files already in OUT_DIR"
-    )
-    parser.set_defaults(run=_run_masks)
+    parser.add_argument("--seed", type=int, default=0, metavar="K", help="seed")
 
 
 def _run_masks(args: argparse.Namespace) -> int:
@@ -111,9 +229,13 @@ def _run_masks(args: argparse.Namespace) -> int:
 
     buckets = parse_buckets(args.buckets)
     entries = write_mask_set(
-        args.out_dir, args.per_bucket, size=args.size, buckets=buckets, seed=args.seed,
+        args.out_dir,
+        args.per_bucket,
+        size=args.size,
+        buckets=buckets,
+        seed=args.seed,
         overwrite=args.overwrite,
-    )  # fmt: skip
+    )
     print(
         f"wrote {len(entries)} masks ({args.per_bucket} per bucket, {args.size}x{args.size}, "
         f"seed {args.seed}) to {args.out_dir}"
@@ -122,25 +244,26 @@ def _run_masks(args: argparse.Namespace) -> int:
 
 
 @_command
-def _add_convert(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
+def _add_convert(sub: Subparsers) -> None:
+    parser = _subcommand(
+        sub,
         "convert",
+        _run_convert,
         help="write this project's weights file (.safetensors) from any accepted checkpoint",
         description=(
             "Read SRC (a ctsdg run folder, training checkpoint or weights file, the authors' "
             "PyTorch checkpoint, or a MindSpore model-zoo .ckpt) and write DST as a safetensors "
-            "weights file with its model config and structure-input convention."
+            "weights file with its model config, training size and structure-input convention."
         ),
+        parents=[_overwrite_options("an existing DST")],
     )
     parser.add_argument("source", metavar="SRC", help="checkpoint file or run folder")
     parser.add_argument("destination", metavar="DST", help="weights file to write (.safetensors)")
     parser.add_argument(
         "--structure",
-        choices=("authors", "correct"),
+        choices=STRUCTURES,
         help="override the recorded structure-input convention (default: the source's)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing DST")
-    parser.set_defaults(run=_run_convert)
 
 
 def _run_convert(args: argparse.Namespace) -> int:
@@ -164,62 +287,49 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 
 @_command
-def _add_bench(sub: argparse._SubParsersAction) -> None:
+def _add_bench(sub: Subparsers) -> None:
     from ctsdg import benchmarks
 
-    parser = sub.add_parser(
+    parser = _subcommand(
+        sub,
         "bench",
+        benchmarks.run,
         help="benchmarks: model, data, train, infer, serve (minimum of several runs; --json)",
         description="Speed measurements; each target prints a line, or JSON with --json.",
     )
     benchmarks.add_subcommands(parser)
-    parser.set_defaults(run=benchmarks.run)
-
-
-def _add_config_arguments(
-    parser: argparse.ArgumentParser, required: bool = True, example: str = "batch_size=8"
-) -> None:
-    parser.add_argument(
-        "--config",
-        required=required,
-        metavar="FILE",
-        help="YAML config, or the name of a shipped one (celeba, places2, paris_streetview, demo)"
-        + ("" if required else "; default: only the overrides"),
-    )
-    parser.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help=f"config overrides, e.g. {example}"
-    )
 
 
 def _load_config(args: argparse.Namespace):
     from ctsdg.config import load_config, resolve_config_path
 
-    return load_config(resolve_config_path(args.config), args.overrides)
+    path = resolve_config_path(args.config) if args.config else None
+    return load_config(path, args.overrides)
 
 
 @_command
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
+def _add_train(sub: Subparsers) -> None:
+    parser = _subcommand(
+        sub,
         "train",
+        _run_train,
         help="train CTSDG (stage 1, finetune, or both; torchrun for several GPUs)",
         description=(
-            "Train with the seed's two-stage schedule. Defaults, then --config FILE, then "
-            "KEY=VALUE overrides. Under torchrun every process trains a shard of the data with "
-            "DistributedDataParallel. SIGINT/SIGTERM save a checkpoint; resume=auto continues."
+            "Train with the paper's two-stage schedule. Defaults, then --config FILE, then "
+            "KEY=VALUE overrides (anywhere on the line). Under torchrun every process trains a "
+            "shard of the data with DistributedDataParallel. SIGINT/SIGTERM save a checkpoint; "
+            "resume=auto continues."
         ),
+        parents=[
+            _config_options(),
+            _overwrite_options("a run already in save_path, deleting its checkpoints first"),
+        ],
     )
-    _add_config_arguments(parser)
     parser.add_argument(
         "--dry-run",
         action="store_true",
         help="resolve the config, check the data, print the plan, and stop",
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start afresh in a save_path that holds a run, deleting its checkpoints first",
-    )
-    parser.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -236,49 +346,47 @@ def _run_train(args: argparse.Namespace) -> int:
             f"resume from {resume_path(config)}"
         )
         return 0
-    from ctsdg.training import NonFiniteLossError, train
+    from ctsdg.training import train
 
-    try:
-        result = train(config, overwrite=args.overwrite)
-    except NonFiniteLossError as err:
-        print(f"ctsdg: error: {err}", file=sys.stderr)
-        return 1
+    result = train(config, overwrite=args.overwrite)
     return 0 if result.status == "finished" else 130
 
 
 @_command
-def _add_eval(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
+def _add_eval(sub: Subparsers) -> None:
+    _subcommand(
+        sub,
         "eval",
+        _run_eval,
         help="PSNR / SSIM / L1 (LPIPS) per hole-ratio bucket, as papers report; OpenCV baselines",
         description=(
             "Evaluate a checkpoint (method=ctsdg) or an OpenCV baseline (method=telea or ns) on "
             "the evaluation split: every image scored on its composite and bucketed by its own "
-            "hole ratio. Prints the seed's PSNR/SSIM block and a table of 10%% buckets; writes "
-            "metrics.json and metrics.md into output_path (composites too), or beside the "
-            "checkpoint. Structure inputs follow the checkpoint unless structure= is given here."
+            "hole ratio. Prints the MindSpore port's PSNR/SSIM block and a table of 10%% "
+            "buckets; writes metrics.json and metrics.md into output_path (composites too), or "
+            "beside the checkpoint. Structure inputs follow the checkpoint unless structure= is "
+            "given here. Under torchrun the images are shared out over the processes."
         ),
+        parents=[
+            _config_options(
+                required=False, example="checkpoint_path=run/ dataset=demo test_batch_size=8"
+            ),
+            _progress_options(),
+        ],
     )
-    _add_config_arguments(
-        parser, required=False, example="checkpoint_path=run/ dataset=demo test_batch_size=8"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=_run_eval)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from ctsdg.config import load_config, resolve_config_path
     from ctsdg.evaluation import ReportWriteError, evaluate, full_table, seed_block
 
-    path = resolve_config_path(args.config) if args.config else None
-    config = load_config(path, args.overrides)
+    config = _load_config(args)
     # Only a structure= typed on this command line overrides the checkpoint's convention; a
     # config file's structure key says what new training uses.
     origin = config.origin("structure")
     explicit = config.structure if origin == "override" else None
     if origin == "file" and config.method == "ctsdg":
         print(
-            f"note: {path}'s structure key (for training) is not used; the checkpoint's "
+            f"note: {config.file}'s structure key (for training) is not used; the checkpoint's "
             "convention is (add structure=correct|authors here to force one)"
         )
     # eval builds the network from the checkpoint: a width / align_corners given here would be
@@ -306,9 +414,11 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 @_command
-def _add_inpaint(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
+def _add_inpaint(sub: Subparsers) -> None:
+    parser = _subcommand(
+        sub,
         "inpaint",
+        _run_inpaint,
         help="inpaint images of any size: IMAGE MASK -o OUT (files or folders)",
         description=(
             "Fill the white (hole) pixels of MASK in IMAGE and write OUT; every other pixel is "
@@ -321,40 +431,23 @@ def _add_inpaint(sub: argparse._SubParsersAction) -> None:
             "end with a summary (exit 1). Under torchrun the images are shared out over the "
             "processes."
         ),
+        parents=[
+            _checkpoint_options(),
+            _runtime_options(),
+            _model_input_options(),
+            _overwrite_options("existing output files, the input itself included"),
+        ],
     )
     parser.add_argument("image", metavar="IMAGE", help="image file or folder")
     parser.add_argument("mask", metavar="MASK", help="mask file or folder (white = hole)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="file or folder")
     parser.add_argument(
-        "--checkpoint", required=True, metavar="PATH", help="any checkpoint ctsdg reads"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument(
         "--strategy",
-        choices=("auto", "resize", "crop"),
+        choices=STRATEGIES,
         default="auto",
         help="resize the whole image to the model's size, or crop around each hole region; "
-        "auto: crop for images over twice the model's size with local holes (default)",
+        "auto: crop for images over twice the model's size with local holes",
     )
-    parser.add_argument(
-        "--size",
-        type=int,
-        help="model input side (default: the training size a ctsdg checkpoint records, else 256)",
-    )
-    parser.add_argument(
-        "--structure",
-        choices=("authors", "correct"),
-        help="structure-input convention (default: the checkpoint's)",
-    )
-    parser.add_argument(
-        "--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="default fp32"
-    )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace existing output files, the input itself included (default: refuse)",
-    )
-    parser.set_defaults(run=_run_inpaint)
 
 
 def _run_inpaint(args: argparse.Namespace) -> int:
@@ -375,19 +468,23 @@ def _run_inpaint(args: argparse.Namespace) -> int:
 
 
 @_command
-def _add_export(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
+def _add_export(sub: Subparsers) -> None:
+    parser = _subcommand(
+        sub,
         "export",
+        _run_export,
         help="write the generator as ONNX or TorchScript and check it against PyTorch",
         description=(
             "Export a checkpoint's generator (inputs image, structure, mask; outputs output, "
             "projected_image, projected_edge; dynamic batch), record its config and "
             "structure-input convention in the file, then run it beside PyTorch on random "
-            "inputs and print the largest difference (non-zero exit above 1e-4)."
+            "inputs and print the largest difference (exit status 1 above 1e-4)."
         ),
-    )
-    parser.add_argument(
-        "--checkpoint", required=True, metavar="PATH", help="any checkpoint ctsdg reads"
+        parents=[
+            _checkpoint_options(),
+            _model_input_options(structure_help="record this structure-input convention"),
+            _overwrite_options("an existing FILE"),
+        ],
     )
     parser.add_argument(
         "--format",
@@ -395,33 +492,22 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="default: from the extension of FILE (.onnx, else torchscript)",
     )
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
-    parser.add_argument(
-        "--size",
-        type=int,
-        help="input side (default: the training size a ctsdg checkpoint records, else 256)",
-    )
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
-    parser.add_argument(
-        "--structure",
-        choices=("authors", "correct"),
-        help="record this structure-input convention (default: the checkpoint's)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
-    parser.set_defaults(run=_run_export)
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset")
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from ctsdg.export import ExportMismatchError, export
+    from ctsdg.export import export
 
     fmt = args.format or ("onnx" if args.output.endswith(".onnx") else "torchscript")
-    try:
-        result = export(
-            args.checkpoint, args.output, fmt, size=args.size, opset=args.opset,
-            structure=args.structure, overwrite=args.overwrite,
-        )  # fmt: skip
-    except ExportMismatchError as err:
-        print(f"ctsdg: error: {err}", file=sys.stderr)
-        return 1
+    result = export(
+        args.checkpoint,
+        args.output,
+        fmt,
+        size=args.size,
+        opset=args.opset,
+        structure=args.structure,
+        overwrite=args.overwrite,
+    )
     batches = " and ".join(str(b) for b in result.batch_sizes)
     print(
         f"wrote {result.path} ({fmt}, {result.size}x{result.size}, structure inputs "
@@ -432,9 +518,11 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 @_command
-def _add_demo(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
+def _add_demo(sub: Subparsers) -> None:
+    parser = _subcommand(
+        sub,
         "demo",
+        _run_demo,
         help="train, evaluate and inpaint on the shipped demo photographs (CPU, minutes)",
         description=(
             "The whole pipeline on scikit-image's photographs: train a reduced-width CTSDG, "
@@ -442,15 +530,11 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
             "held-out photographs, inpaint them, and write runs/demo/report.md and "
             "runs/demo/samples.png. A smoke run, not the paper's model."
         ),
+        parents=[_progress_options(), _overwrite_options("a demo run already in save_path")],
     )
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="demo config overrides (save_path=...)"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a demo run already in save_path"
-    )
-    parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -460,54 +544,70 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse ``type`` that accepts positive numbers of ``kind`` only."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected 0 to 65535, got {value}")
+    return value
+
+
 @_command
-def _add_serve(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
+def _add_serve(sub: Subparsers) -> None:
+    parser = _subcommand(
+        sub,
         "serve",
+        _run_serve,
         help="the inpainting web page and HTTP API (http://127.0.0.1:8080/)",
         description=(
             "Serve a checkpoint: a page to paint over what should go and inpaint it, and the "
             "HTTP API under /api/v1 (docs/serving.md). Without --checkpoint, serves runs/demo "
             "(what 'make demo' writes). SIGTERM or Ctrl-C stop it after the requests in flight."
         ),
+        parents=[
+            _checkpoint_options(required=False),
+            _runtime_options(),
+            _model_input_options(),
+        ],
     )
-    parser.add_argument("--checkpoint", metavar="PATH", help="any checkpoint ctsdg reads")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("--port", type=_port, default=8080, help="port (0: any free one)")
     parser.add_argument(
-        "--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="default fp32"
-    )
-    parser.add_argument(
-        "--size",
-        type=int,
-        help="model input side (default: the training size a ctsdg checkpoint records, else 256)",
-    )
-    parser.add_argument(
-        "--structure",
-        choices=("authors", "correct"),
-        help="structure-input convention (default: the checkpoint's)",
-    )
-    parser.add_argument(
-        "--max-upload-mb", type=float, default=25.0, help="largest request body (default 25)"
+        "--max-upload-mb", type=_positive(float), default=25.0, help="largest request body"
     )
     parser.add_argument(
         "--max-pixels",
-        type=int,
+        type=_positive(int),
         default=40_000_000,
-        help="largest image, width x height (default 40000000)",
+        help="largest image, width x height",
     )
     parser.add_argument(
-        "--max-queue", type=int, default=8, help="requests queued or running; more get 503 (8)"
+        "--max-queue", type=_positive(int), default=8, help="requests queued or running; more 503"
     )
     parser.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds per request before 503 (120)"
+        "--timeout", type=_positive(float), default=120.0, help="seconds per request before 503"
     )
     parser.add_argument(
         "--token",
         help="require 'Authorization: Bearer TOKEN' on /api/ (default: $CTSDG_TOKEN, if set)",
     )
-    parser.set_defaults(run=_run_serve)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -516,18 +616,20 @@ def _run_serve(args: argparse.Namespace) -> int:
     from ctsdg.serve.server import serve
     from ctsdg.serve.uploads import Limits
 
-    if not 0 <= args.port <= 65535:
-        raise InputError(f"--port {args.port}: expected 0 to 65535")
-    for flag, value in (("--max-upload-mb", args.max_upload_mb), ("--max-pixels", args.max_pixels),
-                        ("--max-queue", args.max_queue), ("--timeout", args.timeout)):  # fmt: skip
-        if value <= 0:
-            raise InputError(f"{flag} {value}: must be positive")
-    token = args.token or os.environ.get("CTSDG_TOKEN") or None
     limits = Limits(
-        max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels, max_queue=args.max_queue,
-        timeout_s=args.timeout, token=token,
-    )  # fmt: skip
+        max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels,
+        max_queue=args.max_queue,
+        timeout_s=args.timeout,
+        token=args.token or os.environ.get("CTSDG_TOKEN") or None,
+    )
     return serve(
-        args.checkpoint, host=args.host, port=args.port, device=args.device,
-        precision=args.precision, size=args.size, structure=args.structure, limits=limits,
-    )  # fmt: skip
+        args.checkpoint,
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        precision=args.precision,
+        size=args.size,
+        structure=args.structure,
+        limits=limits,
+    )

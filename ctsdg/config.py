@@ -28,8 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from ctsdg.choices import Precision, Structure
 from ctsdg.data.datasets import FREE_FORM_TRAIN_RANGE
-from ctsdg.data.structure import Structure
 from ctsdg.errors import InputError
 from ctsdg.losses import LossWeights
 from ctsdg.models.generator import SIZE_MULTIPLE
@@ -152,7 +152,7 @@ class Config(BaseModel):
 
     # --- speed
     device: Device = "auto"  # auto, cpu, cuda, cuda:N
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Precision = "fp32"
     channels_last: bool = False
     compile: bool = False  # torch.compile the generator
 

@@ -1,5 +1,5 @@
-"""The one exception type the command line turns into a one-line message, and the words for
-OS errors."""
+"""The errors the command line turns into one line and an exit status, and the words for OS
+errors."""
 
 from __future__ import annotations
 
@@ -7,12 +7,22 @@ import errno
 import os
 
 
-class InputError(ValueError):
+class CommandError(Exception):
+    """An error the CLI prints as ``ctsdg: error: <message>`` and ends with ``exit_code``.
+
+    The CLI catches this one base class in one place; the Python API lets it propagate.
+    """
+
+    exit_code: int = 1
+
+
+class InputError(CommandError, ValueError):
     """Bad input from the user: a missing or unreadable file, an unknown key, a wrong value.
 
-    The message names the file or key and says what was expected. The CLI prints it as
-    ``ctsdg: error: <message>`` and exits with status 2; the Python API lets it propagate.
+    The message names the file or key and says what was expected; exit status 2.
     """
+
+    exit_code = 2
 
 
 class InpaintWarning(UserWarning):

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import torch
 
-from ctsdg.errors import InputError
+from ctsdg.errors import CommandError, InputError
 from ctsdg.fileio import atomic_write_bytes, check_output_dir
 from ctsdg.models import Generator
 from ctsdg.models.generator import SIZE_MULTIPLE
@@ -49,8 +49,9 @@ TOLERANCE = 1e-4  # fp32: the exported graph computes the same operations
 METADATA_FILE = "ctsdg.json"
 
 
-class ExportMismatchError(RuntimeError):
-    """The exported model's outputs differ from PyTorch's by more than the tolerance."""
+class ExportMismatchError(CommandError, RuntimeError):
+    """The exported model's outputs differ from PyTorch's by more than the tolerance (exit
+    status 1)."""
 
 
 @dataclass

@@ -40,16 +40,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ctsdg.choices import STRATEGIES, STRUCTURES, Strategy
 from ctsdg.data.images import split_image
 from ctsdg.data.masks import mask_holes
-from ctsdg.data.structure import STRUCTURES, structure_inputs
+from ctsdg.data.structure import structure_inputs
 from ctsdg.data.tensors import image_to_tensor, tensor_to_image
 from ctsdg.errors import InpaintWarning, InputError
 from ctsdg.models import Generator, generator_inputs
 from ctsdg.models.generator import SIZE_MULTIPLE
 
-Strategy = Literal["auto", "resize", "crop"]
-STRATEGIES: tuple[Strategy, ...] = ("auto", "resize", "crop")
 #: ``auto`` picks ``crop`` only with at most this many hole regions (each is a forward pass).
 MAX_AUTO_CROPS = 8
 #: Crops per forward pass.

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from ctsdg.choices import PRECISIONS
 from ctsdg.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_PRECISIONS = dict(zip(PRECISIONS, (None, torch.bfloat16, torch.float16), strict=True))
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

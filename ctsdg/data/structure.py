@@ -13,13 +13,10 @@ Both are computed from the full, unmasked image; the model multiplies them by th
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from skimage import color, feature
 
-Structure = Literal["correct", "authors"]
-STRUCTURES: tuple[Structure, ...] = ("correct", "authors")
+from ctsdg.choices import STRUCTURES, Structure
 
 
 def _authors_lut() -> np.ndarray:

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ctsdg.checkpoints import load_weights
 from ctsdg.config import Config
 from ctsdg.data import Batch
-from ctsdg.errors import InputError
+from ctsdg.errors import CommandError, InputError
 from ctsdg.losses import GeneratorLoss, discriminator_loss
 from ctsdg.models import Discriminator, Generator, VGG16Features, generator_inputs
 from ctsdg.models.generator import ModelConfig
@@ -31,8 +31,9 @@ from ctsdg.training.schedule import learning_rates
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or infinite; training stopped before the optimiser step."""
+class NonFiniteLossError(CommandError, RuntimeError):
+    """A loss term became NaN or infinite; training stopped before the optimiser step (exit
+    status 1)."""
 
 
 @dataclass
