@@ -47,7 +47,7 @@ def test_errors_carry_their_exit_status(monkeypatch, capsys, error, status) -> N
     def fail(args) -> int:
         raise error("masks: something named went wrong")
 
-    monkeypatch.setattr(cli, "_run_masks", fail)
+    monkeypatch.setattr(cli.training, "_run_masks", fail)
     assert main(["masks", "out"]) == status
     assert capsys.readouterr().err == "ctsdg: error: masks: something named went wrong\n"
 
