@@ -235,7 +235,19 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         parser, required=False, example="checkpoint_path=run/ dataset=demo test_batch_size=8"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_backend_argument(parser, "precision is the config key precision=fp32|bf16|fp16")
     parser.set_defaults(run=_run_eval)
+
+
+def _add_backend_argument(parser: argparse.ArgumentParser, note: str) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=("eager", "compile", "onnxruntime"),
+        default="eager",
+        help="how the generator runs (ctsdg/backends.py): PyTorch eager (default), "
+        "torch.compile, or ONNX Runtime (fp32; the exported graph is cached in "
+        f"$CTSDG_CACHE or ~/.cache/ctsdg); {note}",
+    )
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -254,7 +266,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         if "structure" in (yaml.safe_load(path.read_text()) or {}):
             print(f"note: {path}'s structure key (for training) is not used; the checkpoint's "
                   "convention is (add structure=correct|authors here to force one)")  # fmt: skip
-    result = evaluate(config, structure=explicit, progress=not args.no_progress)
+    result = evaluate(
+        config, structure=explicit, progress=not args.no_progress, backend=args.backend
+    )
     print(seed_block(result))
     print()
     print(full_table(result))
@@ -302,6 +316,7 @@ def _add_inpaint(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="default fp32"
     )
+    _add_backend_argument(parser, "bf16 and fp16 with eager or compile")
     parser.set_defaults(run=_run_inpaint)
 
 
@@ -321,12 +336,12 @@ def _run_inpaint(args: argparse.Namespace) -> int:
         jobs = plan_jobs(Path(args.image), Path(args.mask), Path(args.output))
         inpainter = Inpainter.from_checkpoint(
             args.checkpoint, args.device, args.strategy, size=args.size,
-            structure=args.structure, precision=args.precision,
+            structure=args.structure, precision=args.precision, backend=args.backend,
         )  # fmt: skip
         print(
             f"inpainting {len(jobs)} image(s) with {args.checkpoint} on {inpainter.device} "
             f"({inpainter.size}x{inpainter.size} model input, '{inpainter.structure}' structure "
-            f"inputs, strategy {args.strategy})"
+            f"inputs, strategy {args.strategy}, {args.backend} {args.precision})"
         )
         for job, had_holes in run_jobs(inpainter, jobs):
             if len(jobs) == 1 or not had_holes:
