@@ -5,7 +5,7 @@ that hides the backend and the precision, so every command reaches the fast path
 flag (``--backend``, ``--precision``):
 
 - ``eager``: PyTorch, in inference mode, under autocast for ``bf16`` / ``fp16``.
-- ``compile``: the same under ``torch.compile`` (static shapes; the first call of each input
+- ``compiled``: the same under ``torch.compile`` (static shapes; the first call of each input
   shape compiles, which takes tens of seconds on a CPU; needs a C++ compiler).
 - ``onnxruntime``: the graph of ``ctsdg export`` run by ONNX Runtime (CPU provider, or CUDA
   when the installed build has it), float32 only: ONNX Runtime's CPU provider has no bf16
@@ -33,10 +33,10 @@ from torch import Tensor
 from ctsdg.errors import InputError
 from ctsdg.models import Generator, generator_inputs
 
-BACKENDS = ("eager", "compile", "onnxruntime")
+BACKENDS = ("eager", "compiled", "onnxruntime")
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: Precisions each backend runs (on a device that supports them; fp16 autocast needs CUDA).
-SUPPORTED = {"eager": PRECISIONS, "compile": PRECISIONS, "onnxruntime": ("fp32",)}
+SUPPORTED = {"eager": PRECISIONS, "compiled": PRECISIONS, "onnxruntime": ("fp32",)}
 
 Runner = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
@@ -54,7 +54,7 @@ def check_supported(backend: str, precision: str, device: torch.device) -> None:
     if precision not in SUPPORTED[backend]:
         raise UnsupportedError(
             f"backend {backend} runs {', '.join(SUPPORTED[backend])} only (ONNX Runtime's CPU "
-            f"provider has no {precision} convolutions); use --backend eager or compile"
+            f"provider has no {precision} convolutions); use --backend eager or compiled"
         )
     if precision == "fp16" and device.type != "cuda":
         raise UnsupportedError("precision fp16 needs a CUDA device; use bf16 on CPU")
@@ -73,7 +73,7 @@ def build_runner(
 
     Args:
         generator: the generator (put in eval mode here; not copied for eager / compile).
-        backend: ``eager``, ``compile`` or ``onnxruntime``.
+        backend: ``eager``, ``compiled`` or ``onnxruntime``.
         precision: ``fp32``, ``bf16`` or ``fp16``.
         device: where inputs and output live; None: the generator's device.
         size: input side the ONNX graph is exported for (H = W = size; any batch).
@@ -88,7 +88,7 @@ def build_runner(
     if backend == "onnxruntime":
         return _onnxruntime_runner(generator, device, size, Path(cache) if cache else cache_dir())
     module: Callable[..., object] = generator
-    if backend == "compile":
+    if backend == "compiled":
         module = torch.compile(generator, dynamic=False)
     from ctsdg.runtime import autocast
 

@@ -242,7 +242,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _add_backend_argument(parser: argparse.ArgumentParser, note: str) -> None:
     parser.add_argument(
         "--backend",
-        choices=("eager", "compile", "onnxruntime"),
+        choices=("eager", "compiled", "onnxruntime"),
         default="eager",
         help="how the generator runs (ctsdg/backends.py): PyTorch eager (default), "
         "torch.compile, or ONNX Runtime (fp32; the exported graph is cached in "
@@ -316,7 +316,7 @@ def _add_inpaint(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="default fp32"
     )
-    _add_backend_argument(parser, "bf16 and fp16 with eager or compile")
+    _add_backend_argument(parser, "bf16 and fp16 with eager or compiled")
     parser.set_defaults(run=_run_inpaint)
 
 

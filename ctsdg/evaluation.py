@@ -287,7 +287,7 @@ def evaluate(
         structure: ``"correct"`` or ``"authors"`` to override the checkpoint's convention.
         progress: show a progress bar (images/s).
         echo: where the one-line notes go.
-        backend: how the generator runs: ``eager``, ``compile`` or ``onnxruntime``
+        backend: how the generator runs: ``eager``, ``compiled`` or ``onnxruntime``
             (`ctsdg.backends`).
 
     Returns:

@@ -83,7 +83,7 @@ class Inpainter:
         strategy: ``"auto"``, ``"resize"`` or ``"crop"`` (see the module docstring).
         sigma: Canny sigma of the structure inputs (2, as in training).
         precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` autocast.
-        backend: ``"eager"``, ``"compile"`` or ``"onnxruntime"`` (see `ctsdg.backends`).
+        backend: ``"eager"``, ``"compiled"`` or ``"onnxruntime"`` (see `ctsdg.backends`).
         merge_distance: hole regions closer than this many pixels share a crop (default
             ``size // 8``).
     """

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from ctsdg.cli import main
 
 
@@ -31,3 +34,67 @@ def test_bench_train_json(capsys) -> None:
     assert "bf16" in capsys.readouterr().out
     assert main([*args[:-1], "--precision", "fp16"]) == 2  # fp16 autocast needs CUDA
     assert main([*args[:5], "1", *args[6:]]) == 2  # batch 1 at 128x128: a 1x1 bottleneck
+
+
+# --------------------------------------------------------------------------- bench infer
+
+INFER_KEYS = {
+    "target", "device", "device_name", "backend", "precision", "status", "size", "width",
+    "batch", "threads", "torch", "onnxruntime", "repeats", "batch1_ms", "batch_images_per_s",
+    "peak_mb", "batch_peak_mb", "setup_s",
+}  # fmt: skip
+INFER = ["bench", "infer", "--json", "--device", "cpu", "--size", "128", "--width", "8",
+         "--repeats", "1"]  # fmt: skip
+
+
+def test_bench_infer_rows_per_backend_and_precision(capsys) -> None:
+    args = [*INFER, "--batch", "2", "--backends", "eager,onnxruntime", "--precision", "fp32,bf16"]
+    assert main([*args, "--in-process"]) == 0
+    rows = _json_lines(capsys)
+    assert [(r["backend"], r["precision"]) for r in rows] == [
+        ("eager", "fp32"), ("eager", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "bf16")
+    ]  # fmt: skip
+    for r in rows:
+        assert set(r) - {"error"} == INFER_KEYS, r
+        assert r["device"] == "cpu" and r["batch"] == 2
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 3 and all(r["batch1_ms"] > 0 and r["batch_images_per_s"] > 0 for r in ok)
+    # In one process only the first row's CPU peak is its own; later ones are not guessed.
+    assert rows[0]["peak_mb"] > 100 and rows[0]["batch_peak_mb"] >= rows[0]["peak_mb"]
+    assert rows[1]["peak_mb"] is None
+    (skipped,) = [r for r in rows if r["status"] != "ok"]
+    assert skipped["status"] == "skipped" and "fp32 only" in skipped["error"]
+    assert skipped["batch1_ms"] is None
+
+
+@pytest.mark.slow  # a subprocess
+def test_bench_infer_measures_each_configuration_in_its_own_process(capsys) -> None:
+    args = [*INFER, "--batch", "1", "--backends", "eager", "--precision", "fp32,fp16"]
+    assert main(args) == 0
+    fp32, fp16 = _json_lines(capsys)
+    assert fp32["status"] == "ok" and fp32["peak_mb"] > 100 and fp32["batch_peak_mb"] > 100
+    assert fp16["status"] == "skipped" and "CUDA" in fp16["error"]
+
+
+def test_bench_infer_reports_a_failing_backend(monkeypatch, capsys) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found\nmore detail")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    args = [*INFER, "--batch", "1", "--backends", "compiled", "--precision", "fp32"]
+    assert main([*args, "--in-process"]) == 0
+    (result,) = _json_lines(capsys)
+    assert result["status"] == "failed"
+    assert result["error"] == "RuntimeError: no C++ compiler found"
+    assert result["batch1_ms"] is None
+    assert main([*args[:-1], "fp8"]) == 2  # unknown precision: a one-line error
+
+
+def test_plain_bench_runs_infer(monkeypatch) -> None:
+    import ctsdg.benchmarks.infer as infer
+
+    seen = {}
+    monkeypatch.setattr(infer, "run", lambda args: seen.update(vars(args)) or 0)
+    assert main(["bench"]) == 0
+    assert seen["target"] == "infer" and seen["backends"] == "eager,compiled,onnxruntime"
+    assert seen["size"] == 256 and seen["batch"] == 8 and seen["precision"] == "fp32,bf16,fp16"

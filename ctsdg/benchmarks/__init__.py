@@ -68,6 +68,17 @@ def _add_infer(parser: argparse.ArgumentParser) -> None:
         default="eager,compiled,onnxruntime",
         help="comma list of eager, compiled (torch.compile), onnxruntime (default: all three)",
     )
+    parser.add_argument(
+        "--precision",
+        default="fp32,bf16,fp16",
+        help="comma list of fp32, bf16, fp16 (default: all; what cannot run is reported skipped)",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure every configuration in this process (faster; CPU peak memory only for "
+        "the first)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
@@ -82,8 +93,9 @@ TARGETS = {
              "ctsdg.benchmarks.data"),
     "train": ("one training iteration (G and D steps, VGG losses): step_ms", _add_train,
               "ctsdg.benchmarks.train"),
-    "infer": ("inference ms/image (batch 1) and images/s (batch 8): eager, torch.compile, "
-              "ONNX Runtime", _add_infer, "ctsdg.benchmarks.infer"),
+    "infer": ("inference ms/image (batch 1), images/s (batch 8) and peak memory: eager, "
+              "torch.compile, ONNX Runtime; fp32, bf16, fp16", _add_infer,
+              "ctsdg.benchmarks.infer"),
 }  # fmt: skip
 DEFAULT_TARGET = "infer"  # what plain `ctsdg bench` runs
 
