@@ -16,12 +16,27 @@ def _json_lines(capsys) -> list[dict]:
 
 def test_bench_model_json(capsys) -> None:
     args = ["bench", "model", "--device", "cpu", "--size", "128", "--width", "8", "--repeats", "1"]
-    assert main([*args, "--json", "--reference"]) == 0
+    assert main([*args, "--json", "--reference", "--paths", ""]) == 0
     (result,) = _json_lines(capsys)
+    assert "forward_ms_by_path" not in result
     assert result["device"] == "cpu" and result["size"] == 128
     for key in ("forward_ms", "forward_backward_ms", "reference_forward_ms", "speedup_forward"):
         assert result[key] > 0
     assert main([*args[:-2], "--size", "100"]) == 2  # not a multiple of 128
+
+
+def test_bench_model_times_inference_paths_against_the_reference(capsys) -> None:
+    args = ["bench", "model", "--device", "cpu", "--size", "128", "--width", "8", "--repeats",
+            "2", "--json", "--reference"]  # fmt: skip
+    assert main([*args, "--paths", "eager:fp32,eager:bf16,eager:fp16"]) == 0
+    (result,) = _json_lines(capsys)
+    by_path, speedup = result["forward_ms_by_path"], result["speedup_by_path"]
+    # fp16 cannot run on a CPU: left out, not timed as something else
+    assert set(by_path) == set(speedup) == {"reference eager fp32", "eager fp32", "eager bf16"}
+    assert all(ms > 0 for ms in by_path.values()) and speedup["reference eager fp32"] == 1.0
+    for name, ratio in speedup.items():
+        assert ratio == round(by_path["reference eager fp32"] / by_path[name], 2)
+    assert main([*args, "--paths", "eager:int8"]) == 2
 
 
 def test_bench_train_json(capsys) -> None:

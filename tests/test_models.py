@@ -164,11 +164,11 @@ def test_autocast_keeps_pconv_counts_and_attention_scores_in_float32() -> None:
     out, _ = conv([x], [mask])
     torch.testing.assert_close(out_bf16.float(), out, atol=0.1, rtol=0.02)  # bf16 rounding only
 
-    ral = RegionAffinityLearning()
+    ral = RegionAffinityLearning(float32_scores=True)
     q, k = torch.randn(1, 5, 36), torch.randn(1, 36, 16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert ral._attention(q, k).dtype == torch.float32
-        ral.float32_scores = False
+        ral.float32_scores = False  # the default
         assert ral._attention(q, k).dtype == torch.bfloat16
 
 

@@ -23,6 +23,12 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also time the authors' formulation (full-width masks, per-image attention)",
     )
+    parser.add_argument(
+        "--paths",
+        default="eager:fp32,onnxruntime:fp32,eager:bf16",
+        help="with --reference: BACKEND:PRECISION inference paths timed interleaved with the "
+        "authors' formulation, batch-1 forward (default: %(default)s; '' for none)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per device")
 
 
