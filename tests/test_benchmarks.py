@@ -113,3 +113,21 @@ def test_plain_bench_runs_infer(monkeypatch) -> None:
     assert main(["bench"]) == 0
     assert seen["target"] == "infer" and seen["backends"] == "eager,compiled,onnxruntime"
     assert seen["size"] == 256 and seen["batch"] == 8 and seen["precision"] == "fp32,bf16,fp16"
+
+
+def test_markdown_rows_from_bench_json() -> None:
+    from ctsdg.benchmarks.table import tables
+
+    model = {"device_name": "GPU", "size": 256, "forward_ms": 10.0, "forward_backward_ms": 30.0,
+             "forward_ms_by_path": {"reference eager fp32": 20.0, "eager bf16": 5.0},
+             "speedup_by_path": {"reference eager fp32": 1.0, "eager bf16": 4.0}}  # fmt: skip
+    train = {"device": "cuda", "batch_size": 6, "size": 256, "precision": "bf16",
+             "channels_last": False, "compile": True, "step_ms": 300.0,
+             "images_per_s": 20.0}  # fmt: skip
+    infer = {"target": "infer", "device": "cuda", "device_name": "GPU", "backend": "onnxruntime",
+             "precision": "bf16", "size": 256, "batch": 8, "status": "skipped",
+             "error": "fp32 only"}  # fmt: skip
+    text = tables([model, train, infer, {"unrelated": 1}])
+    assert "| GPU | 256 | 10.0 | 30.0 | eager bf16 | 5.0 | 4.0 |" in text
+    assert "| cuda | 6 | 256 | bf16 | False | True | 300.0 | 20.0 |" in text
+    assert "| GPU | onnxruntime | bf16 | 256 | - | - (B=8) | - | - | skipped: fp32 only |" in text
