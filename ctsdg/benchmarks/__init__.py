@@ -67,7 +67,9 @@ def _add_infer(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
     parser.add_argument("--width", type=int, default=64, help="base width (default 64)")
-    parser.add_argument("--batch", type=int, default=8, help="throughput batch (default 8)")
+    parser.add_argument(
+        "--batch", type=int, default=8, help="throughput batch (default 8; 0: batch 1 only)"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; the minimum is kept")
     parser.add_argument(
         "--backends",

@@ -7,7 +7,7 @@ random weights, 256 x 256 by default:
 - ``batch1_ms``: milliseconds per image at batch 1 (the minimum over ``repeats`` runs after a
   warm-up run);
 - ``batch_images_per_s``: images per second at batch ``batch`` (8 by default), from the
-  minimum time of a batch;
+  minimum time of a batch (``--batch 0`` skips it, for very large images);
 - ``peak_mb``: peak memory while running batch 1, in MiB: on the CPU the peak resident set of
   the whole process (Python, PyTorch, weights and activations: what a user's process needs),
   on CUDA ``torch.cuda.max_memory_allocated``; ``batch_peak_mb`` the same for batch ``batch``.
@@ -100,7 +100,8 @@ def measure(
     # example_batch gives (image, edge, gray, mask); runners take (image, mask, gray, edge)
     image, edge, gray, mask = example_batch(1, size, device)
     one = (image, mask, gray, edge)
-    image, edge, gray, mask = example_batch(batch, size, device, seed=1)
+    if batch:
+        image, edge, gray, mask = example_batch(batch, size, device, seed=1)
     many = (image, mask, gray, edge)
     try:
         with tempfile.TemporaryDirectory(prefix="ctsdg-bench-") as cache:
@@ -110,14 +111,16 @@ def measure(
             result["setup_s"] = round(time.perf_counter() - start, 2)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            ms = time_min(lambda: run(*one), device, repeats, warmup=1)
+            # the setup call above was the warm-up
+            ms = time_min(lambda: run(*one), device, repeats, warmup=0)
             result["batch1_ms"] = round(ms, 1)
             result["peak_mb"] = _peak_mb(device)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            batch_ms = time_min(lambda: run(*many), device, repeats, warmup=1)
-            result["batch_images_per_s"] = round(batch * 1000 / batch_ms, 2)
-            result["batch_peak_mb"] = _peak_mb(device)
+            if batch:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                batch_ms = time_min(lambda: run(*many), device, repeats, warmup=1)
+                result["batch_images_per_s"] = round(batch * 1000 / batch_ms, 2)
+                result["batch_peak_mb"] = _peak_mb(device)
     except UnsupportedError as err:
         result.update(status="skipped", error=str(err))
     except Exception as err:  # a backend failing must not stop the others
@@ -158,6 +161,8 @@ def _line(r: dict[str, Any]) -> str:
     where += f", {r.get('threads', '?')} threads)"
     if r["status"] != "ok":
         return f"{where}: {r['status']}: {r.get('error', '')}"
+    if not r["batch"]:
+        return f"{where}: {r['batch1_ms']:.1f} ms/image at batch 1 (peak {r['peak_mb']} MiB)"
     return (
         f"{where}: {r['batch1_ms']:.1f} ms/image at batch 1 (peak {r['peak_mb']} MiB), "
         f"{r['batch_images_per_s']:.2f} images/s at batch {r['batch']} "
@@ -181,8 +186,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``ctsdg bench infer``: one line (or JSON object) per device, backend and precision."""
     if args.size % 128 or args.size < 128:
         raise InputError(f"--size {args.size}: must be a multiple of 128")
-    if args.repeats < 1 or args.width < 1 or args.batch < 1:
-        raise InputError("--repeats, --width and --batch must be at least 1")
+    if args.repeats < 1 or args.width < 1 or args.batch < 0:
+        raise InputError("--repeats and --width must be at least 1, --batch at least 0")
     backends = parse_backends(args.backends)
     precisions = _parse_list(getattr(args, "precision", "fp32"), PRECISIONS, "--precision")
     isolated = not getattr(args, "in_process", True)

@@ -7,7 +7,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: Largest attention-score block, in elements (B x query rows x L); see `RegionAffinityLearning`.
-BLOCK_ELEMENTS = 1 << 24
+#: 2**23 (32 MiB in float32) is the largest that keeps a 512 x 512 forward pass under 1.5 GB of
+#: peak RSS (2**24: 1.59 GB, 2**23 and 2**22: 1.40 GB); smaller blocks make the matrix products
+#: less efficient (2**22: 1.6x the attention time of 2**24 at 512 x 512). docs/benchmarks.md.
+BLOCK_ELEMENTS = 1 << 23
 
 
 class RegionAffinityLearning(nn.Module):
