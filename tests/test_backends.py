@@ -80,6 +80,9 @@ def test_cache_key_follows_weights_size_and_precision(monkeypatch, tmp_path: Pat
 @pytest.mark.slow
 def test_onnxruntime_runner_matches_and_reuses_its_cache(monkeypatch, tmp_path: Path) -> None:
     generator = _generator()
+    # Several attention blocks (L = 1024 here): the exported graph must keep correct block
+    # bounds at a batch other than the traced one (it once sliced by the traced batch size).
+    generator.cfa.ral.block_elements = 256 * 1024  # 256 rows at batch 1, 128 at batch 2
     image, mask, gray, edge = _inputs()
     expected = build_runner(generator, "eager", "fp32")(image, mask, gray, edge)
     runner = build_runner(generator, "onnxruntime", "fp32", size=SIZE, cache=tmp_path)
