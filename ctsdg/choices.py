@@ -14,7 +14,10 @@ Structure = Literal["correct", "authors"]
 Strategy = Literal["auto", "resize", "crop"]
 #: Arithmetic of a forward pass: float32, or autocast to bfloat16 / float16.
 Precision = Literal["fp32", "bf16", "fp16"]
+#: How the generator runs for inference: PyTorch eager, torch.compile, ONNX Runtime.
+Backend = Literal["eager", "compiled", "onnxruntime"]
 
 STRUCTURES: tuple[Structure, ...] = get_args(Structure)
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+BACKENDS: tuple[Backend, ...] = get_args(Backend)

@@ -106,6 +106,7 @@ def evaluate(
     structure: str | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    backend: str = "eager",
 ) -> Evaluation:
     """Evaluate ``cfg.method`` on the evaluation split of ``cfg.dataset``; write the reports.
 
@@ -115,6 +116,8 @@ def evaluate(
         structure: ``"correct"`` or ``"authors"`` to override the checkpoint's convention.
         progress: show a progress bar (images/s).
         echo: where the one-line notes go.
+        backend: how the generator runs: ``eager``, ``compiled`` or ``onnxruntime``
+            (`ctsdg.backends`).
 
     Returns:
         The `Evaluation`, with per-image results, the bucket summaries and where the reports
@@ -122,9 +125,9 @@ def evaluate(
     """
     from tqdm import tqdm
 
+    from ctsdg.backends import build_runner
     from ctsdg.checkpoints import load_weights
-    from ctsdg.models import generator_inputs
-    from ctsdg.runtime import autocast, tune_cpu_allocator
+    from ctsdg.runtime import tune_cpu_allocator
     from ctsdg.training import distributed
 
     tune_cpu_allocator()
@@ -145,6 +148,9 @@ def evaluate(
         checkpoint = weights.path
         used, reason = choose_structure(weights.structure, structure, weights.format)
         generator = weights.build_generator(device)
+        runner = build_runner(
+            generator, backend, cfg.precision, device, size=cfg.image_load_size[0]
+        )
         settings.update(
             checkpoint=str(weights.path),
             checkpoint_format=weights.format,
@@ -184,6 +190,7 @@ def evaluate(
         image_size=list(cfg.image_load_size),
         device=str(device),
         precision=cfg.precision,
+        backend=backend if generator is not None else None,
         batch_size=cfg.test_batch_size,
         processes=ctx.world_size,
         lpips=lpips_net is not None,
@@ -209,10 +216,7 @@ def evaluate(
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
             if generator is not None:
-                with autocast(device, cfg.precision):
-                    output = generator(
-                        *generator_inputs(batch.image, batch.edge, batch.gray, batch.mask)
-                    ).output
+                output = runner(batch.image, batch.mask, batch.gray, batch.edge)
             else:
                 output = opencv_inpaint(batch, cfg.method, cfg.inpaint_radius)
             comp, scores = score_composites(output, batch.image, batch.mask, lpips_net)

@@ -40,13 +40,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ctsdg.backends import build_runner
 from ctsdg.choices import STRATEGIES, STRUCTURES, Strategy
 from ctsdg.data.images import split_image
 from ctsdg.data.masks import mask_holes
 from ctsdg.data.structure import structure_inputs
 from ctsdg.data.tensors import image_to_tensor, tensor_to_image
 from ctsdg.errors import InpaintWarning, InputError
-from ctsdg.models import Generator, generator_inputs
+from ctsdg.models import Generator
 from ctsdg.models.generator import SIZE_MULTIPLE
 
 #: ``auto`` picks ``crop`` only with at most this many hole regions (each is a forward pass).
@@ -75,6 +76,7 @@ class Inpainter:
         strategy: ``"auto"``, ``"resize"`` or ``"crop"`` (see the module docstring).
         sigma: Canny sigma of the structure inputs (2, as in training).
         precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` autocast.
+        backend: ``"eager"``, ``"compiled"`` or ``"onnxruntime"`` (see `ctsdg.backends`).
         merge_distance: hole regions closer than this many pixels share a crop (default
             ``size // 8``).
     """
@@ -89,6 +91,7 @@ class Inpainter:
         sigma: float = 2.0,
         precision: str = "fp32",
         merge_distance: int | None = None,
+        backend: str = "eager",
     ) -> None:
         if structure not in STRUCTURES:
             raise InputError(f"structure: expected correct or authors, got {structure!r}")
@@ -104,6 +107,8 @@ class Inpainter:
         self.precision = precision
         self.merge_distance = size // 8 if merge_distance is None else merge_distance
         self.device = next(generator.parameters()).device
+        self.backend = backend
+        self.runner = build_runner(generator, backend, precision, self.device, size=size)
 
     @classmethod
     def from_checkpoint(
@@ -115,6 +120,7 @@ class Inpainter:
         size: int | None = None,
         structure: str | None = None,
         precision: str = "fp32",
+        backend: str = "eager",
     ) -> Inpainter:
         """An inpainter from any checkpoint `ctsdg.load_weights` accepts.
 
@@ -134,6 +140,7 @@ class Inpainter:
             size=size or weights.trained_size,
             strategy=strategy,
             precision=precision,
+            backend=backend,
         )
 
     # ------------------------------------------------------------------ public API
@@ -218,8 +225,6 @@ class Inpainter:
 
     def _fill(self, crops: list[np.ndarray], holes: list[np.ndarray]) -> list[np.ndarray]:
         """Inpaint crops of any size through the model's square: uint8 (h, w, 3) each."""
-        from ctsdg.runtime import autocast
-
         s = self.size
         images, masks, edges, grays = [], [], [], []
         for crop, hole in zip(crops, holes, strict=True):
@@ -239,9 +244,8 @@ class Inpainter:
         mask, edge, gray = (
             torch.from_numpy(np.stack(a)).to(self.device) for a in (masks, edges, grays)
         )
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            output = self.generator(*generator_inputs(image, edge, gray, mask)).output
-        comp = image * mask + output.float() * (1 - mask)  # (B, 3, s, s) in [-1, 1]
+        output = self.runner(image, mask, gray, edge)  # (B, 3, s, s) float32
+        comp = image * mask + output * (1 - mask)  # (B, 3, s, s) in [-1, 1]
         filled = []
         for i, crop in enumerate(crops):
             h, w = crop.shape[:2]

@@ -328,6 +328,7 @@ def inpaint_command(
     size: int | None = None,
     structure: str | None = None,
     precision: str = "fp32",
+    backend: str = "eager",
     overwrite: bool = False,
 ) -> int:
     """``ctsdg inpaint``: plan, check, inpaint, report; returns the exit status (1 when any item
@@ -348,14 +349,20 @@ def inpaint_command(
         check_outputs(plan)
         distributed.barrier(ctx)  # no rank writes before every rank has checked for overwrites
         inpainter = Inpainter.from_checkpoint(
-            checkpoint, ctx.device, strategy, size=size, structure=structure, precision=precision
+            checkpoint,
+            ctx.device,
+            strategy,
+            size=size,
+            structure=structure,
+            precision=precision,
+            backend=backend,
         )
         jobs = plan.jobs
         processes = f", {ctx.world_size} processes" if ctx.distributed else ""
         say(
             f"inpainting {len(jobs)} image(s) with {checkpoint} on {inpainter.device} "
             f"({inpainter.size}x{inpainter.size} model input, '{inpainter.structure}' structure "
-            f"inputs, strategy {strategy}{processes})"
+            f"inputs, strategy {strategy}, {backend} {precision}{processes})"
         )
         failed: list[str] = []  # this rank's
         done = 0

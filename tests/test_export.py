@@ -1,4 +1,4 @@
-"""ONNX / TorchScript export against PyTorch, dynamic batch, metadata; ``ctsdg bench infer``."""
+"""ONNX / TorchScript export against PyTorch, dynamic batch, metadata."""
 
 from __future__ import annotations
 
@@ -126,64 +126,3 @@ def test_export_size_defaults_to_the_recorded_training_size(tmp_path: Path) -> N
     path = save_training_checkpoint(tmp_path / "checkpoint_0000001.pt", state)
     result = export(path, tmp_path / "g.pt", "torchscript")
     assert result.size == 128 and json.loads(result.metadata["image_size"]) == [128, 128]
-
-
-# --------------------------------------------------------------------------- bench infer
-
-DOCUMENTED_KEYS = {
-    "target",
-    "device",
-    "device_name",
-    "backend",
-    "status",
-    "size",
-    "width",
-    "batch",
-    "threads",
-    "torch",
-    "onnxruntime",
-    "repeats",
-    "batch1_ms",
-    "batch_images_per_s",
-    "setup_s",
-}
-
-
-def _bench_infer(batch: int, backends: str) -> int:
-    args = ["bench", "infer", "--json", "--device", "cpu", "--size", "128", "--width", "8"]
-    return main([*args, "--repeats", "1", "--batch", str(batch), "--backends", backends])
-
-
-@pytest.mark.slow
-def test_bench_infer_json_prints_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    code = _bench_infer(batch=2, backends="eager,onnxruntime")
-    assert code == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["backend"] for r in lines] == ["eager", "onnxruntime"]
-    for r in lines:
-        assert set(r) == DOCUMENTED_KEYS, r
-        assert r["status"] == "ok" and r["device"] == "cpu" and r["batch"] == 2
-        assert r["batch1_ms"] > 0 and r["batch_images_per_s"] > 0
-
-
-def test_bench_infer_reports_a_failing_backend(monkeypatch, capsys) -> None:
-    def broken(*args, **kwargs):
-        raise RuntimeError("no C++ compiler found\nmore detail")
-
-    monkeypatch.setattr(torch, "compile", broken)
-    code = _bench_infer(batch=1, backends="compiled")
-    assert code == 0
-    (result,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert result["status"] == "failed"
-    assert result["error"] == "RuntimeError: no C++ compiler found"
-    assert result["batch1_ms"] is None
-
-
-def test_plain_bench_runs_infer(monkeypatch) -> None:
-    import ctsdg.benchmarks.infer as infer
-
-    seen = {}
-    monkeypatch.setattr(infer, "run", lambda args: seen.update(vars(args)) or 0)
-    assert main(["bench"]) == 0
-    assert seen["target"] == "infer" and seen["backends"] == "eager,compiled,onnxruntime"
-    assert seen["size"] == 256 and seen["batch"] == 8

@@ -112,6 +112,66 @@ def test_batched_attention_matches_per_image_loop() -> None:
     torch.testing.assert_close(fast(x[1:2], x[1:2]), out_fast[1:2], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("block_elements", [1, 7 * 2 * 64, 1 << 30])
+def test_blocked_attention_matches_the_authors_formulation(block_elements: int) -> None:
+    # 1: one query row per block; 7 rows (64 positions, batch 2): a short last block; 1 << 30:
+    # the whole (L, L) map at once. Values and gradients as the per-image loop's.
+    torch.manual_seed(1)
+    x = torch.randn(2, 4, 16, 16, requires_grad=True)
+    ral = RegionAffinityLearning(block_elements=block_elements)
+    out, expected = ral(x, x), ReferenceRAL()(x, x)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
+    (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
+    torch.testing.assert_close(grad, grad_expected, atol=1e-4, rtol=1e-4)
+    with torch.inference_mode():  # the in-place clamp of inference gives the same values
+        torch.testing.assert_close(ral(x, x), expected.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_block_size_bounds_memory() -> None:
+    # A block of at most block_elements scores: 4 images x 64 positions, 1024 elements ->
+    # 4 query rows per block, so the largest score tensor holds 4 x 4 x 64 = 1024 elements.
+    seen: list[int] = []
+    ral = RegionAffinityLearning(block_elements=1024)
+    original = ral._attention
+
+    def spy(queries, keys):  # type: ignore[no-untyped-def]
+        attention = original(queries, keys)
+        seen.append(attention.numel())
+        return attention
+
+    ral._attention = spy  # type: ignore[method-assign]
+    ral(torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16))
+    assert max(seen) == 1024 and sum(seen) == 4 * 64 * 64
+
+
+def test_autocast_keeps_pconv_counts_and_attention_scores_in_float32() -> None:
+    # 300 channels x 3 x 3 = 2 700 inputs per window: counts above 256, which bf16 cannot hold.
+    torch.manual_seed(0)
+    conv = PartialConv2d(300, 8, 3)
+    x = torch.randn(1, 300, 12, 12)
+    mask = (torch.rand(1, 1, 12, 12) > 0.3).float()
+    ratio, new_mask = conv.window_ratio([mask])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ratio_bf16, new_mask_bf16 = conv.window_ratio([mask])
+        out_bf16, _ = conv([x], [mask])
+    assert ratio_bf16.dtype == torch.float32
+    torch.testing.assert_close(ratio_bf16, ratio, atol=0, rtol=0)
+    torch.testing.assert_close(new_mask_bf16, new_mask, atol=0, rtol=0)
+    assert {round(9 * 300 / r) for r in ratio[ratio > 0].tolist()} - set(range(257)), (
+        "no count >256"
+    )
+    out, _ = conv([x], [mask])
+    torch.testing.assert_close(out_bf16.float(), out, atol=0.1, rtol=0.02)  # bf16 rounding only
+
+    ral = RegionAffinityLearning(float32_scores=True)
+    q, k = torch.randn(1, 5, 36), torch.randn(1, 36, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert ral._attention(q, k).dtype == torch.float32
+        ral.float32_scores = False  # the default
+        assert ral._attention(q, k).dtype == torch.bfloat16
+
+
 # --------------------------------------------------------------------------- generator
 
 

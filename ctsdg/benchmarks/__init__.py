@@ -23,6 +23,12 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also time the authors' formulation (full-width masks, per-image attention)",
     )
+    parser.add_argument(
+        "--paths",
+        default="eager:fp32,onnxruntime:fp32,eager:bf16",
+        help="with --reference: BACKEND:PRECISION inference paths timed interleaved with the "
+        "authors' formulation, batch-1 forward (default: %(default)s; '' for none)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per device")
 
 
@@ -61,12 +67,25 @@ def _add_infer(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
     parser.add_argument("--width", type=int, default=64, help="base width (default 64)")
-    parser.add_argument("--batch", type=int, default=8, help="throughput batch (default 8)")
+    parser.add_argument(
+        "--batch", type=int, default=8, help="throughput batch (default 8; 0: batch 1 only)"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; the minimum is kept")
     parser.add_argument(
         "--backends",
         default="eager,compiled,onnxruntime",
         help="comma list of eager, compiled (torch.compile), onnxruntime (default: all three)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32,bf16,fp16",
+        help="comma list of fp32, bf16, fp16 (default: all; what cannot run is reported skipped)",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure every configuration in this process (faster; CPU peak memory only for "
+        "the first)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
@@ -103,8 +122,9 @@ TARGETS = {
              "ctsdg.benchmarks.data"),
     "train": ("one training iteration (G and D steps, VGG losses): step_ms", _add_train,
               "ctsdg.benchmarks.train"),
-    "infer": ("inference ms/image (batch 1) and images/s (batch 8): eager, torch.compile, "
-              "ONNX Runtime", _add_infer, "ctsdg.benchmarks.infer"),
+    "infer": ("inference ms/image (batch 1), images/s (batch 8) and peak memory: eager, "
+              "torch.compile, ONNX Runtime; fp32, bf16, fp16", _add_infer,
+              "ctsdg.benchmarks.infer"),
     "serve": ("ctsdg serve under N concurrent clients: requests/s, p50/p95 ms, errors, server "
               "RSS, beside the generator's batch1_ms", _add_serve, "ctsdg.benchmarks.serve"),
 }  # fmt: skip

@@ -3,7 +3,10 @@
 Forward time at batch 1 (eval mode, no gradients) and forward+backward time at batch 2 (train
 mode, gradients of the three outputs), 256x256 by default, minimum of several runs. With
 ``--reference`` the same weights also run the reference formulation (the authors' full-width
-mask convolutions and per-image attention loop), so the speed-up is measured in one process.
+mask convolutions and per-image attention loop), so the speed-up is measured in one process,
+and the inference paths of ``--paths`` (backend and precision, as `ctsdg.backends` runs them for
+``ctsdg inpaint`` / ``ctsdg eval``) are timed at batch 1 interleaved with the reference's eager
+fp32 forward: ``forward_ms_by_path`` and ``speedup_by_path``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,49 @@ def time_generator(
     }
 
 
+def time_paths(
+    generator: Generator,
+    device: torch.device,
+    size: int,
+    repeats: int,
+    paths: list[tuple[str, str]],
+) -> dict[str, float]:
+    """Batch-1 forward ms of the reference formulation and of each (backend, precision) path.
+
+    The paths run interleaved, one call each per round, and each keeps its minimum: on a
+    shared machine a load spike then hits every path alike instead of one. Keys are
+    ``"reference eager fp32"`` and ``"BACKEND PRECISION"``; a path that cannot run on this
+    device (`ctsdg.backends.UnsupportedError`) is left out.
+    """
+    import tempfile
+
+    from ctsdg.backends import UnsupportedError, build_runner
+
+    image, edge, gray, mask = example_batch(1, size, device)
+    reference = reference_copy(generator).eval()
+
+    def reference_forward() -> None:
+        with torch.no_grad():
+            reference(*generator_inputs(image, edge, gray, mask))
+
+    calls = {"reference eager fp32": reference_forward}
+    with tempfile.TemporaryDirectory(prefix="ctsdg-bench-") as cache:
+        for backend, precision in paths:
+            try:
+                run = build_runner(generator, backend, precision, device, size=size, cache=cache)
+            except UnsupportedError:
+                continue
+            calls[f"{backend} {precision}"] = lambda run=run: run(image, mask, gray, edge)
+        for call in calls.values():  # warm-up: compile, build sessions, fill caches
+            call()
+            call()
+        best = dict.fromkeys(calls, float("inf"))
+        for _ in range(repeats):
+            for name, call in calls.items():
+                best[name] = min(best[name], time_min(call, device, repeats=1, warmup=0))
+    return {name: round(ms, 1) for name, ms in best.items()}
+
+
 def measure(
     device: torch.device,
     *,
@@ -62,8 +108,13 @@ def measure(
     repeats: int = 5,
     channels_last: bool = False,
     reference: bool = False,
+    paths: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Time the generator (and optionally its reference formulation) on one device."""
+    """Time the generator (and optionally its reference formulation) on one device.
+
+    With ``reference`` and ``paths``, also `time_paths`: ``forward_ms_by_path`` and
+    ``speedup_by_path`` (reference forward ms / the path's, measured interleaved).
+    """
     torch.manual_seed(0)
     generator = Generator(width=width).to(device)
     result: dict[str, Any] = {
@@ -84,6 +135,11 @@ def measure(
         result["speedup_forward_backward"] = round(
             ref["forward_backward_ms"] / result["forward_backward_ms"], 2
         )
+        if paths:
+            by_path = time_paths(generator, device, size, repeats, paths)
+            base = by_path["reference eager fp32"]
+            result["forward_ms_by_path"] = by_path
+            result["speedup_by_path"] = {k: round(base / v, 2) for k, v in by_path.items()}
     return result
 
 
@@ -98,6 +154,23 @@ def _device_name(device: torch.device) -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def parse_paths(text: str) -> list[tuple[str, str]]:
+    """``"eager:fp32,onnxruntime:fp32"`` -> [("eager", "fp32"), ("onnxruntime", "fp32")]."""
+    from ctsdg.backends import BACKENDS, PRECISIONS
+    from ctsdg.errors import InputError
+
+    paths = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        backend, _, precision = item.partition(":")
+        if backend not in BACKENDS or precision not in PRECISIONS:
+            raise InputError(
+                f"--paths {item!r}: expected BACKEND:PRECISION with BACKEND in "
+                f"{', '.join(BACKENDS)} and PRECISION in {', '.join(PRECISIONS)}"
+            )
+        paths.append((backend, precision))
+    return paths
 
 
 def devices_for(name: str) -> list[torch.device]:
@@ -118,11 +191,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--size {args.size}: must be a multiple of 128")
     if args.repeats < 1 or args.width < 1:
         raise InputError("--repeats and --width must be at least 1")
+    paths = parse_paths(args.paths)
     tuned = tune_cpu_allocator()
     for device in devices_for(args.device):
         result = measure(
             device, size=args.size, width=args.width, repeats=args.repeats,
-            channels_last=args.channels_last, reference=args.reference,
+            channels_last=args.channels_last, reference=args.reference, paths=paths,
         )  # fmt: skip
         result["allocator_tuned"] = tuned
         if args.json:
@@ -140,5 +214,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{result['reference_forward_backward_ms']:.1f} ms "
                 f"(x{result['speedup_forward']} / x{result['speedup_forward_backward']})"
             )
+            for name, ms in result.get("forward_ms_by_path", {}).items():
+                line += f"\n  forward {name}: {ms:.1f} ms (x{result['speedup_by_path'][name]})"
         print(line, flush=True)
     return 0

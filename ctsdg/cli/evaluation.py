@@ -10,6 +10,7 @@ from ctsdg.cli.options import (
     config_from_args,
     config_options,
     progress_options,
+    runtime_options,
     subcommand,
 )
 from ctsdg.errors import InputError
@@ -47,6 +48,7 @@ def _add_eval(sub: Subparsers) -> None:
                 required=False, example="checkpoint_path=run/ dataset=demo test_batch_size=8"
             ),
             progress_options(),
+            runtime_options(precision=False),
         ],
     )
 
@@ -73,7 +75,9 @@ def _run_eval(args: argparse.Namespace) -> int:
             "(checkpoint_path); drop the override"
         )
     try:
-        result = evaluate(config, structure=explicit, progress=not args.no_progress)
+        result = evaluate(
+            config, structure=explicit, progress=not args.no_progress, backend=args.backend
+        )
     except ReportWriteError as err:  # the figures first, then the one-line error
         print(seed_block(err.evaluation))
         print()

@@ -110,6 +110,7 @@ def _run_inpaint(args: argparse.Namespace) -> int:
         size=args.size,
         structure=args.structure,
         precision=args.precision,
+        backend=args.backend,
         overwrite=args.overwrite,
     )
 
@@ -222,6 +223,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         port=args.port,
         device=args.device,
         precision=args.precision,
+        backend=args.backend,
         size=args.size,
         structure=args.structure,
         limits=limits,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from ctsdg.choices import PRECISIONS, STRUCTURES
+from ctsdg.choices import BACKENDS, PRECISIONS, STRUCTURES
 
 Runner = Callable[[argparse.Namespace], int | None]
 Subparsers = argparse._SubParsersAction
@@ -59,11 +59,20 @@ def model_input_options(*, structure_help: str = "structure-input convention"):
     return parent
 
 
-def runtime_options() -> argparse.ArgumentParser:
-    """--device and --precision: where and in which arithmetic the generator runs."""
+def runtime_options(*, precision: bool = True) -> argparse.ArgumentParser:
+    """--device, --precision and --backend: where, in which arithmetic and how the generator
+    runs (`ctsdg.backends`). ``precision=False`` for commands that take it as a config key."""
     parent = _parent()
-    parent.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parent.add_argument("--precision", choices=PRECISIONS, default="fp32", help="arithmetic")
+    if precision:
+        parent.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+        parent.add_argument("--precision", choices=PRECISIONS, default="fp32", help="arithmetic")
+    parent.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="eager",
+        help="PyTorch eager, torch.compile, or ONNX Runtime (fp32 only; the exported graph is "
+        "cached in $CTSDG_CACHE or ~/.cache/ctsdg); docs/benchmarks.md compares them",
+    )
     return parent
 
 

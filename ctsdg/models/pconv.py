@@ -67,23 +67,32 @@ class PartialConv2d(nn.Module):
         )
 
     def forward(self, inputs: Sequence[Tensor], masks: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        ratio, new_mask = self.window_ratio(masks)
+        # Masking each source before concatenating touches every feature once.
+        parts = [x * m.to(x.dtype) for x, m in zip(inputs, masks, strict=True)]
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        out = F.conv2d(x, self.weight, None, self.stride, self.padding)
+        # In place: the convolution's backward does not need its output, and a second
+        # activation-sized buffer per layer is what made large inputs expensive.
+        return out.mul_(ratio.to(out.dtype)), new_mask.to(masks[0].dtype)
+
+    def window_ratio(self, masks: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """``window / count`` (0 where count = 0) and the new mask, both float32 (B, 1, H', W').
+
+        Counts are integers up to C_in*k*k (~9 000 here): float32 holds them exactly, bf16 only
+        up to 256 and fp16 up to 2 048. So they are counted in float32 with autocast off, and
+        the caller rounds only the finished ratio to the features' dtype.
+        """
         mask = masks[0] if len(masks) == 1 else torch.cat(masks, dim=1)
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(mask.device.type, enabled=False):
             count = F.conv2d(
-                mask.to(self.mask_counter.dtype),
-                self.mask_counter,
-                stride=self.stride,
-                padding=self.padding,
+                mask.float(), self.mask_counter.float(), stride=self.stride, padding=self.padding
             )
             new_mask = count.clamp(0.0, 1.0)
             # window / count where the window saw known pixels, 0 elsewhere (the authors' clamp
             # form, which also covers fractional masks).
             ratio = (self.window_size / (count + 1e-8)) * new_mask
-        # Masking each source before concatenating touches every feature once.
-        parts = [x * m.to(x.dtype) for x, m in zip(inputs, masks, strict=True)]
-        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        out = F.conv2d(x, self.weight, None, self.stride, self.padding)
-        return out * ratio.to(out.dtype), new_mask.to(mask.dtype)
+        return ratio, new_mask
 
     def extra_repr(self) -> str:
         return (

@@ -138,6 +138,7 @@ def model_info(inpainter: Inpainter, checkpoint: str, checkpoint_format: str) ->
         "width": getattr(inpainter.generator, "width", None),
         "device": str(inpainter.device),
         "precision": inpainter.precision,
+        "backend": inpainter.backend,
     }
 
 

@@ -27,6 +27,7 @@ def load_inpainter(
     device: str = "auto",
     *,
     precision: str = "fp32",
+    backend: str = "eager",
     size: int | None = None,
     structure: str | None = None,
 ):
@@ -41,6 +42,7 @@ def load_inpainter(
         structure=structure or weights.structure,
         size=size or weights.trained_size,
         precision=precision,
+        backend=backend,
     )
     return inpainter, weights.format
 
@@ -84,6 +86,7 @@ def serve(
     port: int = 8080,
     device: str = "auto",
     precision: str = "fp32",
+    backend: str = "eager",
     size: int | None = None,
     structure: str | None = None,
     limits: Limits | None = None,
@@ -115,7 +118,7 @@ def serve(
     tune_cpu_allocator()
     sock = listen(host, port)
     inpainter, fmt = load_inpainter(
-        checkpoint, device, precision=precision, size=size, structure=structure
+        checkpoint, device, precision=precision, backend=backend, size=size, structure=structure
     )
     app = create_app(inpainter, limits, checkpoint=checkpoint, checkpoint_format=fmt)
     _log_to_stderr()
@@ -123,7 +126,7 @@ def serve(
     server = _draining_server(config, app)
     print(
         f"serving {checkpoint} ({fmt}, {inpainter.size}x{inpainter.size} model input, "
-        f"'{inpainter.structure}' structure inputs, {inpainter.device}, {precision})"
+        f"'{inpainter.structure}' structure inputs, {inpainter.device}, {backend} {precision})"
     )
     print(f"open {url_for(sock, host)} in a browser (Ctrl-C to stop)", flush=True)
     # uvicorn re-raises the signal once it has shut down: SIGTERM ends the process with its
