@@ -24,8 +24,8 @@ _EXPORTS: dict[str, str] = {
     "dataset_from_config": "datasets",
     "InpaintingDataset": "datasets",
     "FileImages": "datasets",
-    "read_partition": "datasets",
-    "celeba_files": "datasets",
+    "read_partition": "celeba",
+    "celeba_files": "celeba",
     # demo
     "DemoImages": "demo",
     "TRAIN_PHOTOS": "demo",
@@ -112,13 +112,12 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from ctsdg.data.celeba import celeba_files, read_partition
     from ctsdg.data.datasets import (
         FileImages,
         InpaintingDataset,
         build_dataset,
-        celeba_files,
         dataset_from_config,
-        read_partition,
     )
     from ctsdg.data.demo import HELD_OUT_PHOTOS, TRAIN_PHOTOS, DemoImages, demo_photo
     from ctsdg.data.freeform import ALL_BUCKETS, FreeFormMasks, free_form_holes
