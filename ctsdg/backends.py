@@ -71,7 +71,8 @@ def build_runner(
     """A callable ``(image, mask, gray, edge) -> output`` running ``generator`` as asked.
 
     Args:
-        generator: the generator (put in eval mode here; not copied for eager / compile).
+        generator: the generator (put in eval mode here, channels-last on CPU; not copied for
+            eager / compile).
         backend: ``eager``, ``compiled`` or ``onnxruntime``.
         precision: ``fp32``, ``bf16`` or ``fp16``.
         device: where inputs and output live; None: the generator's device.
@@ -86,15 +87,24 @@ def build_runner(
     generator = generator.to(device).eval()
     if backend == "onnxruntime":
         return _onnxruntime_runner(generator, device, size, Path(cache) if cache else cache_dir())
+    # On CPU, channels-last (NHWC) weights and inputs let oneDNN pick its blocked convolution
+    # kernels without reordering every layer's input: ~10 % off an fp32 forward on the project's
+    # machine, the same values up to float rounding (docs/benchmarks.md). Not measured on GPUs
+    # yet, so they keep PyTorch's default layout.
+    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    generator = generator.to(memory_format=layout)
     module: Callable[..., object] = generator
     if backend == "compiled":
         module = torch.compile(generator, dynamic=False)
     from ctsdg.runtime import autocast
 
     def run(image: Tensor, mask: Tensor, gray: Tensor, edge: Tensor) -> Tensor:
+        inputs = (
+            t.contiguous(memory_format=layout) for t in generator_inputs(image, edge, gray, mask)
+        )
         with torch.inference_mode(), autocast(device, precision):
-            out = module(*generator_inputs(image, edge, gray, mask))
-        return out.output.float()  # type: ignore[attr-defined]
+            out = module(*inputs)
+        return out.output.float().contiguous()  # type: ignore[attr-defined]
 
     return run
 

@@ -40,7 +40,11 @@ def test_eager_runner_is_the_generator_and_bf16_stays_close() -> None:
     with torch.no_grad():
         expected = generator(*generator_inputs(image, edge, gray, mask)).output
     out = build_runner(generator, "eager", "fp32")(image, mask, gray, edge)
-    torch.testing.assert_close(out, expected, atol=0, rtol=0)
+    # channels-last on CPU: other convolution kernels, the same values up to float rounding
+    assert out.is_contiguous() and generator.fusion_down.weight.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
     bf16 = build_runner(generator, "eager", "bf16")(image, mask, gray, edge)
     assert bf16.dtype == torch.float32 and bf16.shape == expected.shape
     assert 0 < (bf16 - expected).abs().max() < 0.1  # autocast ran, and stayed close
