@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from ctsdg.choices import PRECISIONS, STRUCTURES
+from ctsdg.cli.options import HelpFormatter
+
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="all", help="all (CPU, and CUDA when present), cpu, cuda or cuda:N"
     )
-    parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
-    parser.add_argument("--width", type=int, default=64, help="base width (default 64)")
+    parser.add_argument("--size", type=int, default=256, help="image side")
+    parser.add_argument("--width", type=int, default=64, help="base width")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; the minimum is kept")
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     parser.add_argument(
@@ -27,31 +30,29 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
         "--paths",
         default="eager:fp32,onnxruntime:fp32,eager:bf16",
         help="with --reference: BACKEND:PRECISION inference paths timed interleaved with the "
-        "authors' formulation, batch-1 forward (default: %(default)s; '' for none)",
+        "authors' formulation, batch-1 forward ('' for none)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per device")
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--samples", type=int, default=200, help="samples to time (default 200)")
-    parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
+    parser.add_argument("--samples", type=int, default=200, help="samples to time")
+    parser.add_argument("--size", type=int, default=256, help="image side")
     parser.add_argument(
         "--structure",
-        choices=("correct", "authors"),
+        choices=STRUCTURES,
         default="correct",
-        help="structure-input convention (default correct)",
+        help="structure-input convention",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _add_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=6, help="batch size (default 6)")
+    parser.add_argument("--batch-size", type=int, default=6, help="batch size")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
-    parser.add_argument("--width", type=int, default=64, help="base width (default 64)")
-    parser.add_argument(
-        "--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast dtype"
-    )
+    parser.add_argument("--size", type=int, default=256, help="image side")
+    parser.add_argument("--width", type=int, default=64, help="base width")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast dtype")
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     parser.add_argument("--compile", action="store_true", help="torch.compile the generator")
     parser.add_argument(
@@ -65,21 +66,19 @@ def _add_infer(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="all", help="all (CPU, and CUDA when present), cpu, cuda or cuda:N"
     )
-    parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
-    parser.add_argument("--width", type=int, default=64, help="base width (default 64)")
-    parser.add_argument(
-        "--batch", type=int, default=8, help="throughput batch (default 8; 0: batch 1 only)"
-    )
+    parser.add_argument("--size", type=int, default=256, help="image side")
+    parser.add_argument("--width", type=int, default=64, help="base width")
+    parser.add_argument("--batch", type=int, default=8, help="throughput batch (0: batch 1 only)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; the minimum is kept")
     parser.add_argument(
         "--backends",
         default="eager,compiled,onnxruntime",
-        help="comma list of eager, compiled (torch.compile), onnxruntime (default: all three)",
+        help="comma list of eager, compiled (torch.compile), onnxruntime",
     )
     parser.add_argument(
         "--precision",
         default="fp32,bf16,fp16",
-        help="comma list of fp32, bf16, fp16 (default: all; what cannot run is reported skipped)",
+        help="comma list of fp32, bf16, fp16 (what cannot run is reported skipped)",
     )
     parser.add_argument(
         "--in-process",
@@ -91,23 +90,15 @@ def _add_infer(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_serve(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
-    parser.add_argument("--width", type=int, default=64, help="base width (default 64)")
+    parser.add_argument("--size", type=int, default=256, help="image side")
+    parser.add_argument("--width", type=int, default=64, help="base width")
     parser.add_argument(
         "--checkpoint", metavar="PATH", help="serve this checkpoint (default: random weights)"
     )
-    parser.add_argument(
-        "--clients", default="1,4", help="comma list of concurrent clients (default 1,4)"
-    )
-    parser.add_argument(
-        "--requests", type=int, default=15, help="requests per client and round (default 15)"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=2, help="interleaved rounds of infer + load (default 2)"
-    )
-    parser.add_argument(
-        "--repeats", type=int, default=3, help="timed forward passes per round (default 3)"
-    )
+    parser.add_argument("--clients", default="1,4", help="comma list of concurrent clients")
+    parser.add_argument("--requests", type=int, default=15, help="requests per client and round")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of infer + load")
+    parser.add_argument("--repeats", type=int, default=3, help="timed forward passes per round")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
@@ -135,7 +126,11 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     """Register ``model``, ``data``, ... under ``ctsdg bench`` (no target: ``infer``)."""
     sub = parser.add_subparsers(dest="target", metavar="TARGET")
     for name, (help_text, declare, _) in TARGETS.items():
-        declare(sub.add_parser(name, help=help_text, description=help_text))
+        declare(
+            sub.add_parser(
+                name, help=help_text, description=help_text, formatter_class=HelpFormatter
+            )
+        )
 
 
 def run(args: argparse.Namespace) -> int:
