@@ -135,7 +135,7 @@ def evaluate(
     ctx = distributed.setup(cfg.device)  # one process, or this rank's share under torchrun
     device = ctx.device
     if not ctx.is_main:
-        echo = _silent
+        echo = distributed.quiet
     if structure is not None and structure not in STRUCTURES:
         raise InputError(f"structure: expected correct or authors, got {structure!r}")
     generator = None
@@ -253,10 +253,6 @@ def evaluate(
     if ctx.is_main:
         write_reports(evaluation, out_dir)
     return evaluation
-
-
-def _silent(_: str) -> None:
-    """``echo`` of the ranks that do not print."""
 
 
 def _png(array: np.ndarray) -> bytes:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -49,6 +49,9 @@ from ctsdg.data.tensors import image_to_tensor, tensor_to_image
 from ctsdg.errors import InpaintWarning, InputError
 from ctsdg.models import Generator
 from ctsdg.models.generator import SIZE_MULTIPLE
+
+if TYPE_CHECKING:
+    from ctsdg.checkpoints.loading import LoadedWeights
 
 #: ``auto`` picks ``crop`` only with at most this many hole regions (each is a forward pass).
 MAX_AUTO_CROPS = 8
@@ -130,12 +133,34 @@ class Inpainter:
         MindSpore checkpoints); ``device`` may be ``"auto"``.
         """
         from ctsdg.checkpoints import load_weights
+
+        return cls.from_weights(
+            load_weights(path),
+            device,
+            strategy,
+            size=size,
+            structure=structure,
+            precision=precision,
+            backend=backend,
+        )
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: LoadedWeights,
+        device: str | torch.device = "cpu",
+        strategy: Strategy = "auto",
+        *,
+        size: int | None = None,
+        structure: str | None = None,
+        precision: str = "fp32",
+        backend: str = "eager",
+    ) -> Inpainter:
+        """An inpainter from weights `ctsdg.load_weights` has read (see `from_checkpoint`)."""
         from ctsdg.runtime import resolve_device
 
-        weights = load_weights(path)
-        generator = weights.build_generator(resolve_device(str(device)))
         return cls(
-            generator,
+            weights.build_generator(resolve_device(str(device))),
             structure=structure or weights.structure,
             size=size or weights.trained_size,
             strategy=strategy,

@@ -342,7 +342,7 @@ def inpaint_command(
 
     tune_cpu_allocator()
     ctx = distributed.setup(device)
-    say = print if ctx.is_main else _silent
+    say = print if ctx.is_main else distributed.quiet
     with warnings.catch_warnings():
         warnings.showwarning = show
         plan = plan_jobs(Path(image), Path(mask), Path(output), overwrite=overwrite)
@@ -390,10 +390,6 @@ def inpaint_command(
             say(f"  {message}", file=sys.stderr)
         return 1
     return 0
-
-
-def _silent(*args: object, **kwargs: object) -> None:
-    """``print`` of the ranks that do not print."""
 
 
 __all__ = [

@@ -34,15 +34,10 @@ def load_inpainter(
     """(Inpainter, checkpoint format) from any checkpoint `ctsdg.load_weights` reads."""
     from ctsdg.checkpoints import load_weights
     from ctsdg.inference import Inpainter
-    from ctsdg.runtime import resolve_device
 
     weights = load_weights(checkpoint)
-    inpainter = Inpainter(
-        weights.build_generator(resolve_device(device)),
-        structure=structure or weights.structure,
-        size=size or weights.trained_size,
-        precision=precision,
-        backend=backend,
+    inpainter = Inpainter.from_weights(
+        weights, device, size=size, structure=structure, precision=precision, backend=backend
     )
     return inpainter, weights.format
 

@@ -36,6 +36,10 @@ class Context:
         return self.world_size > 1
 
 
+def quiet(*args: object, **kwargs: object) -> None:
+    """``print`` for the ranks that do not print: only rank 0 talks to the user."""
+
+
 def setup(device_name: str = "auto") -> Context:
     """Join the process group if launched by torchrun; pick this process's device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
