@@ -16,6 +16,7 @@ from ctsdg.data import Batch
 from ctsdg.models import Generator
 from ctsdg.models.generator import example_batch
 from ctsdg.training.distributed import Context
+from ctsdg.training.steps import data_parallel
 from ctsdg.training.trainer import build_state, discriminator_step, generator_step, set_stage
 
 pytestmark = pytest.mark.skipif(
@@ -110,7 +111,6 @@ def test_onnxruntime_cuda_matches_or_says_why(tmp_path: Path) -> None:
 
 def test_one_process_nccl_ddp_step(tmp_path: Path) -> None:
     import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
 
     if not dist.is_nccl_available():
         pytest.skip("this PyTorch build has no NCCL")
@@ -120,8 +120,8 @@ def test_one_process_nccl_ddp_step(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         state = _state(precision="bf16")
-        state.generator = DistributedDataParallel(state.raw_generator, device_ids=[0])
-        state.discriminator = DistributedDataParallel(state.raw_discriminator, device_ids=[0])
+        state.generator = data_parallel(state.raw_generator, torch.device("cuda", 0))
+        state.discriminator = data_parallel(state.raw_discriminator, torch.device("cuda", 0))
         state.ctx = Context(0, 1, 0, torch.device("cuda", 0))
         before = [p.detach().clone() for p in state.raw_generator.parameters()]
         terms = _iteration(state, _batch())

@@ -121,12 +121,24 @@ def state_digest(module: torch.nn.Module) -> str:
 def broadcast_buffers(module: torch.nn.Module, ctx: Context) -> None:
     """Copy rank 0's buffers (BatchNorm statistics, spectral-norm vectors) to every rank.
 
-    Each rank updates its buffers from its own batch; DDP overwrites them with rank 0's at the
-    start of every forward, so doing it early (before a checkpoint) changes nothing that follows.
+    Each rank updates its buffers from its own batch. Training calls this once per iteration,
+    before any forward pass, in place of DDP's ``broadcast_buffers`` (which re-broadcasts before
+    every forward: see `steps.data_parallel`). One broadcast per dtype, not one per buffer.
     """
-    if ctx.distributed:
-        for buffer in module.buffers():
-            dist.broadcast(buffer, src=0)
+    if not ctx.distributed:
+        return
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for buffer in module.buffers():
+        by_dtype.setdefault(buffer.dtype, []).append(buffer)
+    with torch.no_grad():
+        for buffers in by_dtype.values():
+            flat = torch.cat([b.reshape(-1) for b in buffers])
+            dist.broadcast(flat, src=0)
+            if ctx.rank != 0:
+                for buffer, part in zip(
+                    buffers, flat.split([b.numel() for b in buffers]), strict=True
+                ):
+                    buffer.copy_(part.view_as(buffer))
 
 
 def check_consistency(module: torch.nn.Module, ctx: Context, what: str) -> str:

@@ -62,8 +62,13 @@ def _check_finite(terms: dict[str, torch.Tensor], total: torch.Tensor, ctx: Cont
 
 
 def generator_step(state: TrainState, batch: Batch) -> tuple[Any, dict[str, torch.Tensor]]:
-    """One generator update with the discriminator frozen. Returns (output, loss terms)."""
+    """One generator update with the discriminator frozen. Returns (output, loss terms).
+
+    It opens the iteration, so under DDP it first gives every rank rank 0's buffers.
+    """
     device, precision = state.ctx.device, state.config.precision
+    distributed.broadcast_buffers(state.raw_generator, state.ctx)
+    distributed.broadcast_buffers(state.raw_discriminator, state.ctx)
     state.raw_discriminator.requires_grad_(False)
     try:
         with autocast(device, precision):
@@ -107,6 +112,19 @@ def discriminator_step(
 
 
 # --------------------------------------------------------------------------- building
+
+
+def data_parallel(module: nn.Module, device: torch.device) -> DistributedDataParallel:
+    """``module`` under DDP, its buffers left alone (`generator_step` syncs them once per
+    iteration).
+
+    DDP's own buffer broadcast rewrites them in place before every forward. The discriminator step
+    runs two forwards before one backward, and on CUDA cuDNN's BatchNorm backward keeps the running
+    statistics of the first: the second broadcast invalidates them ("modified by an inplace
+    operation"), so DDP training on GPUs failed at its first discriminator step.
+    """
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
 
 def _vgg(config: Config) -> VGG16Features:
@@ -163,9 +181,8 @@ def build_state(config: Config, ctx: Context) -> TrainState:
     wrapped_g: nn.Module = generator
     wrapped_d: nn.Module = discriminator
     if ctx.distributed:
-        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        wrapped_g = DistributedDataParallel(generator, device_ids=ids)
-        wrapped_d = DistributedDataParallel(discriminator, device_ids=ids)
+        wrapped_g = data_parallel(generator, ctx.device)
+        wrapped_d = data_parallel(discriminator, ctx.device)
     if config.compile:
         # The generator holds nearly all the compute. The discriminator stays eager: compiled,
         # the in-place power-iteration updates of spectral norm's u/v between its two forward
