@@ -6,7 +6,9 @@ flag (``--backend``, ``--precision``):
 
 - ``eager``: PyTorch, in inference mode, under autocast for ``bf16`` / ``fp16``.
 - ``compiled``: the same under ``torch.compile`` (static shapes; the first call of each input
-  shape compiles, which takes tens of seconds on a CPU; needs a C++ compiler).
+  shape compiles, which takes tens of seconds; needs a C++ compiler on CPU). On CUDA it also
+  replays the forward as a CUDA graph (``mode="reduce-overhead"``): at batch 1 the GPU otherwise
+  waits on the launch of each of several hundred kernels.
 - ``onnxruntime``: the graph of ``ctsdg export`` run by ONNX Runtime (CPU provider, or CUDA
   when the installed build has it), float32 only: ONNX Runtime's CPU provider has no bf16
   convolutions. The exported graph is cached per weights, input size and precision (see
@@ -87,24 +89,31 @@ def build_runner(
     generator = generator.to(device).eval()
     if backend == "onnxruntime":
         return _onnxruntime_runner(generator, device, size, Path(cache) if cache else cache_dir())
-    # On CPU, channels-last (NHWC) weights and inputs let oneDNN pick its blocked convolution
-    # kernels without reordering every layer's input: ~10 % off an fp32 forward on the project's
-    # machine, the same values up to float rounding (docs/benchmarks.md). Not measured on GPUs
-    # yet, so they keep PyTorch's default layout.
-    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    # Channels-last (NHWC) weights and inputs: on CPU oneDNN picks its blocked convolution
+    # kernels without reordering every layer's input (~10 % off an fp32 forward on the
+    # project's machine), on CUDA cuDNN's NHWC kernels are a few per cent faster; the same
+    # values up to float rounding (docs/benchmarks.md).
+    layout = torch.channels_last
     generator = generator.to(memory_format=layout)
     module: Callable[..., object] = generator
+    graphs = backend == "compiled" and device.type == "cuda"
     if backend == "compiled":
-        module = torch.compile(generator, dynamic=False)
+        module = torch.compile(generator, dynamic=False, mode="reduce-overhead" if graphs else None)
     from ctsdg.runtime import autocast
 
     def run(image: Tensor, mask: Tensor, gray: Tensor, edge: Tensor) -> Tensor:
         inputs = (
             t.contiguous(memory_format=layout) for t in generator_inputs(image, edge, gray, mask)
         )
+        if graphs:  # each call is a new step: the last call's graph outputs may be reused
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.inference_mode(), autocast(device, precision):
             out = module(*inputs)
-        return out.output.float().contiguous()  # type: ignore[attr-defined]
+        output = out.output.float()  # type: ignore[attr-defined]
+        # A CUDA graph's output lives in its memory pool, overwritten by the next replay.
+        return (
+            output.clone(memory_format=torch.contiguous_format) if graphs else output.contiguous()
+        )
 
     return run
 

@@ -92,6 +92,18 @@ def test_inference_precisions_stay_close_to_fp32(backend: str, precision: str) -
     assert (out - expected).abs().mean() < tolerance / 10
 
 
+def test_compiled_runner_outputs_survive_the_next_call() -> None:
+    """The compiled runner replays a CUDA graph: each output must be the caller's own copy."""
+    torch.manual_seed(0)
+    generator = Generator(width=WIDTH).cuda().eval()
+    eager = build_runner(generator, "eager", "fp32")
+    compiled = build_runner(generator, "compiled", "fp32")
+    first, second = example_batch(BATCH, SIZE, "cuda", 0), example_batch(BATCH, SIZE, "cuda", 1)
+    outputs = [compiled(image, mask, gray, edge) for image, edge, gray, mask in (first, second)]
+    for out, (image, edge, gray, mask) in zip(outputs, (first, second), strict=True):
+        torch.testing.assert_close(out, eager(image, mask, gray, edge), atol=1e-3, rtol=0)
+
+
 def test_onnxruntime_cuda_matches_or_says_why(tmp_path: Path) -> None:
     import onnxruntime as ort
 
