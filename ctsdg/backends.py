@@ -61,6 +61,13 @@ def check_supported(backend: str, precision: str, device: torch.device) -> None:
         raise UnsupportedError("precision fp16 needs a CUDA device; use bf16 on CPU")
 
 
+#: Eager on CPU runs a batch in chunks of at most this many pixels (4 images of 256 x 256; one
+#: 512 x 512 image). Whole batches of 8 at 256 x 256 cost 1.10x batch 1 per image there (the
+#: elementwise passes leave the cache), chunks of 4 0.93x (docs/benchmarks.md); each image is
+#: computed alone either way (eval-mode BatchNorm, per-image attention).
+CPU_CHUNK_PIXELS = 4 * 256 * 256
+
+
 def build_runner(
     generator: Generator,
     backend: str = "eager",
@@ -102,6 +109,10 @@ def build_runner(
     from ctsdg.runtime import autocast
 
     def run(image: Tensor, mask: Tensor, gray: Tensor, edge: Tensor) -> Tensor:
+        per_chunk = max(1, CPU_CHUNK_PIXELS // (image.shape[-2] * image.shape[-1]))
+        if backend == "eager" and device.type == "cpu" and image.shape[0] > per_chunk:
+            parts = zip(*(t.split(per_chunk) for t in (image, mask, gray, edge)), strict=True)
+            return torch.cat([run(*part) for part in parts])
         inputs = (
             t.contiguous(memory_format=layout) for t in generator_inputs(image, edge, gray, mask)
         )

@@ -34,6 +34,21 @@ def _inputs(batch: int = 2) -> tuple[torch.Tensor, ...]:
     return image, mask, gray, edge  # the runner's order
 
 
+def test_eager_cpu_runner_runs_large_batches_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch over the pixel budget runs a chunk at a time: same output, bounded batches."""
+    from ctsdg import backends
+
+    generator = _generator()
+    image, mask, gray, edge = _inputs(batch=5)
+    whole = build_runner(generator, "eager", "fp32")(image, mask, gray, edge)
+    monkeypatch.setattr(backends, "CPU_CHUNK_PIXELS", 2 * SIZE * SIZE)
+    batches: list[int] = []
+    generator.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    chunked = build_runner(generator, "eager", "fp32")(image, mask, gray, edge)
+    assert batches == [2, 2, 1]
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=0)
+
+
 def test_eager_runner_is_the_generator_and_bf16_stays_close() -> None:
     generator = _generator()
     image, mask, gray, edge = _inputs()
