@@ -106,7 +106,7 @@ def build_runner(
     graphs = backend == "compiled" and device.type == "cuda"
     if backend == "compiled":
         module = torch.compile(generator, dynamic=False, mode="reduce-overhead" if graphs else None)
-    from ctsdg.runtime import autocast
+    from ctsdg.runtime import autocast, large_input_memory
 
     def run(image: Tensor, mask: Tensor, gray: Tensor, edge: Tensor) -> Tensor:
         per_chunk = max(1, CPU_CHUNK_PIXELS // (image.shape[-2] * image.shape[-1]))
@@ -118,7 +118,8 @@ def build_runner(
         )
         if graphs:  # each call is a new step: the last call's graph outputs may be reused
             torch.compiler.cudagraph_mark_step_begin()
-        with torch.inference_mode(), autocast(device, precision):
+        pixels = image.shape[-2] * image.shape[-1] if device.type == "cpu" else 0
+        with torch.inference_mode(), autocast(device, precision), large_input_memory(pixels):
             out = module(*inputs)
         output = out.output.float()  # type: ignore[attr-defined]
         # A CUDA graph's output lives in its memory pool, overwritten by the next replay.
