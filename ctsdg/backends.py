@@ -22,6 +22,7 @@ in [0, 1], ``edge`` (B, 1, H, W) in {0, 1}, float32 on the runner's device; the 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -67,6 +68,12 @@ def check_supported(backend: str, precision: str, device: torch.device) -> None:
 #: computed alone either way (eval-mode BatchNorm, per-image attention).
 CPU_CHUNK_PIXELS = 4 * 256 * 256
 
+#: Eager on CPU runs images above this many pixels in PyTorch's default layout, not channels-last:
+#: at 1024 x 1024 bf16 channels-last peaked at 10.2 GB and took 31-37 s, against 4.3 GB and 23 s
+#: (fp32: 5.2 against 4.2 GB, the same time); at 768 x 768 and below it is the faster and
+#: smaller one (docs/benchmarks.md).
+CHANNELS_LAST_MAX_PIXELS = 768 * 768
+
 
 def build_runner(
     generator: Generator,
@@ -99,27 +106,37 @@ def build_runner(
     # Channels-last (NHWC) weights and inputs: on CPU oneDNN picks its blocked convolution
     # kernels without reordering every layer's input (~10 % off an fp32 forward on the
     # project's machine), on CUDA cuDNN's NHWC kernels are a few per cent faster; the same
-    # values up to float rounding (docs/benchmarks.md).
-    layout = torch.channels_last
-    generator = generator.to(memory_format=layout)
+    # values up to float rounding (docs/benchmarks.md). Eager on CPU switches to the default
+    # layout above `CHANNELS_LAST_MAX_PIXELS` (the weights are converted, a fraction of a second
+    # next to a forward of that size).
+    generator = generator.to(memory_format=torch.channels_last)
     module: Callable[..., object] = generator
     graphs = backend == "compiled" and device.type == "cuda"
     if backend == "compiled":
         module = torch.compile(generator, dynamic=False, mode="reduce-overhead" if graphs else None)
+    switchable = backend == "eager" and device.type == "cpu"
+    weights_layout = [torch.channels_last]
     from ctsdg.runtime import autocast, large_input_memory
 
     def run(image: Tensor, mask: Tensor, gray: Tensor, edge: Tensor) -> Tensor:
-        per_chunk = max(1, CPU_CHUNK_PIXELS // (image.shape[-2] * image.shape[-1]))
-        if backend == "eager" and device.type == "cpu" and image.shape[0] > per_chunk:
-            parts = zip(*(t.split(per_chunk) for t in (image, mask, gray, edge)), strict=True)
+        pixels = image.shape[-2] * image.shape[-1]
+        if switchable and image.shape[0] > max(1, CPU_CHUNK_PIXELS // pixels):
+            chunk = max(1, CPU_CHUNK_PIXELS // pixels)
+            parts = zip(*(t.split(chunk) for t in (image, mask, gray, edge)), strict=True)
             return torch.cat([run(*part) for part in parts])
+        layout = torch.channels_last
+        if switchable and pixels > CHANNELS_LAST_MAX_PIXELS:
+            layout = torch.contiguous_format
+        if layout is not weights_layout[0]:
+            generator.to(memory_format=layout)  # in place
+            weights_layout[0] = layout
         inputs = (
             t.contiguous(memory_format=layout) for t in generator_inputs(image, edge, gray, mask)
         )
         if graphs:  # each call is a new step: the last call's graph outputs may be reused
             torch.compiler.cudagraph_mark_step_begin()
-        pixels = image.shape[-2] * image.shape[-1] if device.type == "cpu" else 0
-        with torch.inference_mode(), autocast(device, precision), large_input_memory(pixels):
+        memory = large_input_memory(pixels) if device.type == "cpu" else contextlib.nullcontext()
+        with torch.inference_mode(), autocast(device, precision), memory:
             out = module(*inputs)
         output = out.output.float()  # type: ignore[attr-defined]
         # A CUDA graph's output lives in its memory pool, overwritten by the next replay.

@@ -49,6 +49,26 @@ def test_eager_cpu_runner_runs_large_batches_in_chunks(monkeypatch: pytest.Monke
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=0)
 
 
+def test_eager_cpu_runner_leaves_channels_last_for_large_images(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ctsdg import backends
+
+    generator = _generator()
+    image, mask, gray, edge = _inputs(batch=1)
+    run = build_runner(generator, "eager", "fp32")
+    expected = run(image, mask, gray, edge)
+    weight = generator.texture_encoder[1].conv.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr(backends, "CHANNELS_LAST_MAX_PIXELS", SIZE * SIZE - 1)
+    torch.testing.assert_close(run(image, mask, gray, edge), expected, atol=1e-5, rtol=0)
+    weight = generator.texture_encoder[1].conv.weight
+    assert weight.is_contiguous() and not weight.is_contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr(backends, "CHANNELS_LAST_MAX_PIXELS", SIZE * SIZE)
+    run(image, mask, gray, edge)
+    assert generator.texture_encoder[1].conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_eager_runner_is_the_generator_and_bf16_stays_close() -> None:
     generator = _generator()
     image, mask, gray, edge = _inputs()
