@@ -56,23 +56,28 @@ def tune_cpu_allocator() -> bool:
 
 @contextlib.contextmanager
 def large_input_memory(pixels: int) -> Iterator[None]:
-    """Inside, blocks of 32 MiB and more come from and go back to the OS (``pixels`` per image
-    above `LARGE_INPUT_PIXELS`, allocator tuned); otherwise a no-op.
+    """Inside, blocks of 32 MiB and more come from and go back to the OS, and so does free heap
+    memory above 32 MiB (``pixels`` per image above `LARGE_INPUT_PIXELS`, allocator tuned);
+    otherwise a no-op.
 
-    With every freed block kept, the full-resolution buffers of a 512 x 512 forward fragment the
-    heap: its peak RSS came out anywhere between 1.5 and 2.4 GB from run to run of the same
-    command, against 1.35-1.39 GB with large blocks returned, at 18 % more time per forward
-    (docs/benchmarks.md). Free heap memory kept from earlier calls is returned on entry.
+    With every freed block kept, the full-resolution buffers of a large forward fragment the
+    heap: a 512 x 512 forward's peak RSS came out anywhere between 1.5 and 2.4 GB from run to
+    run of the same command, and a 1024 x 1024 bf16 one reached 10 GB with only the mmap
+    threshold lowered. With both thresholds at 32 MiB: 1.3-1.4 GB and 3.2 GB, at about 20 % more
+    time per 512 x 512 forward (page faults; docs/benchmarks.md). Free heap memory kept from
+    earlier calls is returned on entry.
     """
     if _libc is None or pixels <= LARGE_INPUT_PIXELS:
         yield
         return
     _libc.malloc_trim(0)
     _libc.mallopt(_M_MMAP_THRESHOLD, _LARGE_BLOCK)
+    _libc.mallopt(_M_TRIM_THRESHOLD, _LARGE_BLOCK)
     try:
         yield
     finally:
         _libc.mallopt(_M_MMAP_THRESHOLD, _KEEP)
+        _libc.mallopt(_M_TRIM_THRESHOLD, _KEEP)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
