@@ -135,14 +135,36 @@ def test_attention_block_size_bounds_memory() -> None:
     ral = RegionAffinityLearning(block_elements=1024)
     original = ral._attention
 
-    def spy(queries, keys):  # type: ignore[no-untyped-def]
-        attention = original(queries, keys)
+    def spy(queries, keys, *workspace):  # type: ignore[no-untyped-def]
+        attention = original(queries, keys, *workspace)
         seen.append(attention.numel())
         return attention
 
     ral._attention = spy  # type: ignore[method-assign]
     ral(torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16))
     assert max(seen) == 1024 and sum(seen) == 4 * 64 * 64
+
+
+def test_attention_inference_reuses_one_score_buffer_with_the_same_values() -> None:
+    # Without gradients the full blocks share one score buffer and the softmax runs in place;
+    # the values are those of the fresh buffers (same kernels), the last, shorter block included.
+    torch.manual_seed(0)
+    ral = RegionAffinityLearning(block_elements=3 * 64 * 10)
+    background, foreground = torch.randn(3, 4, 16, 16), torch.randn(3, 4, 16, 16)
+    expected = ral(background, foreground)  # gradients on: fresh buffers
+    kept: list[torch.Tensor] = []  # held, so that fresh buffers cannot share an address
+    original = ral._attention
+
+    def spy(queries, keys, workspace=None):  # type: ignore[no-untyped-def]
+        kept.append(original(queries, keys, workspace))
+        return kept[-1]
+
+    ral._attention = spy  # type: ignore[method-assign]
+    with torch.no_grad():
+        reused = ral(background, foreground)
+    assert torch.equal(reused, expected)
+    # 6 full blocks of 10 rows in one buffer, the last block of 4 rows on its own.
+    assert len(kept) == 7 and len({a.data_ptr() for a in kept}) == 2
 
 
 def test_autocast_keeps_pconv_counts_and_attention_scores_in_float32() -> None:

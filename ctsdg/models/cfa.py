@@ -75,21 +75,43 @@ class RegionAffinityLearning(nn.Module):
         # Transposed convolution of the attention with the patches = fold(values @ attention^T),
         # one block of query positions (columns of the result) at a time.
         blocks = []
+        workspace = None
+        if length > rows and _plain_inference(queries):
+            workspace = queries.new_empty((batch, rows, length))  # every full block's scores
         for start in range(0, length, rows):
-            attention = self._attention(queries[:, start : start + rows], keys)
+            attention = self._attention(queries[:, start : start + rows], keys, workspace)
             blocks.append(torch.bmm(values, attention.transpose(1, 2)))  # (B, C*k*k, rows)
         columns = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=2)
         out = F.fold(columns, (height, width), kernel, padding=1, stride=self.rate)
         return out / 4.0
 
-    def _attention(self, queries: Tensor, keys: Tensor) -> Tensor:
-        """Softmax over patches of the scores: (B, rows, D) x (B, D, L) -> (B, rows, L)."""
+    def _attention(self, queries: Tensor, keys: Tensor, workspace: Tensor | None = None) -> Tensor:
+        """Softmax over patches of the scores: (B, rows, D) x (B, D, L) -> (B, rows, L).
+
+        With a ``workspace`` of this block's shape the scores are written into it and the softmax
+        runs in place: the same kernels and values, and one score buffer for all the blocks
+        instead of two fresh ones per block (on CPU, fresh buffers of this size are page faults).
+        """
+        if workspace is not None and workspace.shape == (*queries.shape[:2], keys.shape[2]):
+            scores = torch.bmm(queries, keys, out=workspace)
+            torch.ops.aten._softmax.out(scores, -1, False, out=scores)
+            return scores.clamp_min_(1e-8)
         if self.float32_scores and torch.is_autocast_enabled(queries.device.type):
             # bf16 keeps 8 significant bits: a score near 10 is rounded by up to 0.03, which
             # moves its softmax weight by up to 3 %.
             with torch.autocast(queries.device.type, enabled=False):
                 return _clamped_softmax(torch.bmm(queries.float(), keys.float()))
         return _clamped_softmax(torch.bmm(queries, keys))
+
+
+def _plain_inference(x: Tensor) -> bool:
+    """Eager, without gradients or autocast: where the attention may reuse one score buffer."""
+    return not (
+        torch.is_grad_enabled()
+        or torch.is_autocast_enabled(x.device.type)
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+    )
 
 
 def _clamped_softmax(scores: Tensor) -> Tensor:
