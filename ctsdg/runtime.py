@@ -62,8 +62,7 @@ def large_input_memory(pixels: int) -> Iterator[None]:
 
     With every freed block kept, the full-resolution buffers of a large forward fragment the
     heap: a 512 x 512 forward's peak RSS came out anywhere between 1.5 and 2.4 GB from run to
-    run of the same command, and a 1024 x 1024 bf16 one reached 10 GB with only the mmap
-    threshold lowered. With both thresholds at 32 MiB: 1.3-1.4 GB and 3.2 GB, at about 20 % more
+    run of the same command. With both thresholds at 32 MiB it is 1.2-1.4 GB, at 11-18 % more
     time per 512 x 512 forward (page faults; docs/benchmarks.md). Free heap memory kept from
     earlier calls is returned on entry.
     """
