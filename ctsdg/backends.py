@@ -115,21 +115,22 @@ def build_runner(
     if backend == "compiled":
         module = torch.compile(generator, dynamic=False, mode="reduce-overhead" if graphs else None)
     switchable = backend == "eager" and device.type == "cpu"
-    weights_layout = [torch.channels_last]
+    weights_layout = torch.channels_last
     from ctsdg.runtime import autocast, large_input_memory
 
     def run(image: Tensor, mask: Tensor, gray: Tensor, edge: Tensor) -> Tensor:
+        nonlocal weights_layout
         pixels = image.shape[-2] * image.shape[-1]
-        if switchable and image.shape[0] > max(1, CPU_CHUNK_PIXELS // pixels):
-            chunk = max(1, CPU_CHUNK_PIXELS // pixels)
+        chunk = max(1, CPU_CHUNK_PIXELS // pixels)
+        if switchable and image.shape[0] > chunk:
             parts = zip(*(t.split(chunk) for t in (image, mask, gray, edge)), strict=True)
             return torch.cat([run(*part) for part in parts])
         layout = torch.channels_last
         if switchable and pixels > CHANNELS_LAST_MAX_PIXELS:
             layout = torch.contiguous_format
-        if layout is not weights_layout[0]:
+        if layout is not weights_layout:
             generator.to(memory_format=layout)  # in place
-            weights_layout[0] = layout
+            weights_layout = layout
         inputs = (
             t.contiguous(memory_format=layout) for t in generator_inputs(image, edge, gray, mask)
         )
