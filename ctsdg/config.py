@@ -128,7 +128,7 @@ class Config(BaseModel):
     train_iter: Count = 350_000
     finetune_iter: Count = 150_000
     finetune_freeze_bn: Literal["encoder", "all"] = "encoder"
-    pretrained_vgg: Text = ""  # torchvision vgg16-397923af.pth, or "random" (tests, demo)
+    pretrained_vgg: Text = ""  # torchvision vgg16-397923af.pth, "auto" (ctsdg.weights), "random"
     pretrained: Text = ""  # initial weights (any checkpoint load_generator accepts)
     resume: Text = ""  # "", "auto" (newest in save_path) or a checkpoint path
     save_path: Annotated[
@@ -162,7 +162,8 @@ class Config(BaseModel):
     test_batch_size: AtLeastOne = 1
     method: Literal["ctsdg", "telea", "ns"] = "ctsdg"
     eval_limit: Count = 0  # evaluate only the first N images (0: all)
-    lpips_weights: Text = ""  # LPIPS VGG linear layers (lpips' vgg.pth, v0.1); with pretrained_vgg
+    lpips_weights: Text = ""  # LPIPS VGG linear layers (lpips' vgg.pth, v0.1) or "auto"; with pretrained_vgg
+    fid_weights: Text = ""  # pytorch-fid's pt_inception-2015-12-05-6726825d.pth or "auto"
     inpaint_radius: AtLeastOne = 5  # neighbourhood radius of the OpenCV baselines
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
