@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from ctsdg.errors import InputError
 from ctsdg.fileio import read_state_dict
 from ctsdg.models.vgg import load_vgg16_features, vgg16_features
+from ctsdg.weights import resolve
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +172,13 @@ class LPIPS(nn.Module):
 
     @classmethod
     def from_files(cls, linear_path: str | Path, vgg_path: str | Path) -> LPIPS:
-        """Load the LPIPS linear layers and torchvision's VGG16 weights (InputError if unfit)."""
+        """Load the LPIPS linear layers and torchvision's VGG16 weights (InputError if unfit).
+
+        Either path may be ``auto``: the standard file, fetched on first use (`ctsdg.weights`).
+        """
         model = cls()
         load_vgg16_features(model.features, vgg_path)
+        linear_path = resolve("lpips_vgg", str(linear_path))
         lin = read_state_dict(
             linear_path, "LPIPS linear-layer weights (the lpips package's vgg.pth)"
         )

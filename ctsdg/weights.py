@@ -22,6 +22,7 @@ than ``auto`` is a path that must exist. Every failure is a `CommandError` of on
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib.metadata
 import importlib.util
 import os
@@ -97,7 +98,7 @@ REGISTRY: dict[str, StandardWeights] = {
             file="vgg16-397923af.pth",
             url="https://download.pytorch.org/models/vgg16-397923af.pth",
             sha256="397923af",
-            what="torchvision's VGG16 ImageNet weights",
+            what="VGG16 weights (torchvision's vgg16-397923af.pth)",
             keys=("pretrained_vgg",),
         ),
         StandardWeights(
@@ -106,7 +107,7 @@ REGISTRY: dict[str, StandardWeights] = {
             url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
             "pt_inception-2015-12-05-6726825d.pth",
             sha256="6726825d",
-            what="pytorch-fid's InceptionV3 FID weights",
+            what="FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth)",
             keys=("fid_weights", "ctsdg fid --weights"),
         ),
         StandardWeights(
@@ -116,7 +117,7 @@ REGISTRY: dict[str, StandardWeights] = {
             "v0.1/vgg.pth",
             # The digest of the lpips 0.1.4 distribution's weights/v0.1/vgg.pth.
             sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
-            what="the lpips package's v0.1 VGG linear layers",
+            what="LPIPS VGG linear layers (the lpips package's v0.1 vgg.pth)",
             keys=("lpips_weights",),
             installed=_installed_lpips_vgg,
         ),
@@ -198,10 +199,13 @@ def resolve(name: str, spec: str) -> Path:
     if spec != AUTO:
         path = Path(spec).expanduser()
         if not path.is_file():
-            what = "is a directory" if path.is_dir() else "not found"
+            problem = (
+                f"is a directory; expected {weights.what}"
+                if path.is_dir()
+                else f"{weights.what} not found"
+            )
             raise InputError(
-                f"{weights.keys[0]}={spec}: {path} {what}; expected {weights.what} "
-                f"({weights.file}), or {weights.keys[0]}=auto to fetch it"
+                f"{path}: {problem} ({weights.keys[0]}=auto fetches the standard file)"
             )
         return path
     path = cache_path(name)
@@ -229,14 +233,18 @@ def fetch(name: str, *, progress: bool | None = None) -> Path:
         return atomic_write(path, lambda tmp: _download(weights, url, tmp, path, show))
 
 
-def _unreachable(weights: StandardWeights, url: str, path: Path, err: OSError) -> CommandError:
+def _unreachable(
+    weights: StandardWeights, url: str, path: Path, err: OSError | http.client.HTTPException
+) -> CommandError:
     """The one line for a download that failed: which file, from where, and where to put it."""
     if isinstance(err, urllib.error.HTTPError):
         reason = f"HTTP {err.code} {err.reason}"
+    elif isinstance(err, http.client.IncompleteRead):
+        reason = f"connection closed with {err.expected} bytes still to come"
     else:
-        reason = str(getattr(err, "reason", None) or err.strerror or err or type(err).__name__)
+        reason = str(getattr(err, "reason", None) or err or type(err).__name__)
     return CommandError(
-        f"{weights.file} ({weights.what}) is needed and could not be downloaded from {url} "
+        f"{weights.file} is needed ({weights.keys[0]}=auto) and could not be downloaded from {url} "
         f"({reason}); download it and put it at {path}, or set {MIRROR_VARIABLE}=URL_BASE to a "
         "mirror holding it"
     )
@@ -254,15 +262,19 @@ def _download(weights: StandardWeights, url: str, tmp: Path, path: Path, progres
     def read() -> bytes:
         try:
             return response.read(_CHUNK)
-        except OSError as err:
+        except (OSError, http.client.HTTPException) as err:  # reset, timeout, cut short
             raise _unreachable(weights, url, path, err) from None
 
-    digest = hashlib.sha256()
+    digest, received = hashlib.sha256(), 0
     with response, open(tmp, "wb") as out:
-        total = response.headers.get("Content-Length")
-        for chunk in _chunks(read, int(total) if total else None, weights.file, progress):
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        for chunk in _chunks(read, total, weights.file, progress):
             digest.update(chunk)
             out.write(chunk)
+            received += len(chunk)
+    if total is not None and received < total:  # http.client returns b"" when cut short
+        raise _unreachable(weights, url, path, http.client.IncompleteRead(b"", total - received))
     if not matches(weights, digest.hexdigest()):
         raise _mismatch(weights, url, digest.hexdigest())
 

@@ -2,11 +2,12 @@
 
 Each subcommand has an ``_add_<name>`` function that declares its arguments and a ``_run_<name>``
 function that does the work, grouped by what they are for: `ctsdg.cli.training` (masks, train,
-demo), `ctsdg.cli.evaluation` (eval, bench), `ctsdg.cli.inference` (convert, inpaint, export,
-serve). Options that several commands share are declared once, in `ctsdg.cli.options`; defaults
-are shown by the help formatter. Errors are printed in one place, `main`: a `CommandError`
-carries its own exit status. Heavy imports (torch, the models, data) happen inside the run
-functions, so ``ctsdg --help`` is instant.
+demo), `ctsdg.cli.evaluation` (eval, bench), `ctsdg.cli.comparison` (compare),
+`ctsdg.cli.weights` (weights), `ctsdg.cli.inference` (convert, inpaint, export, serve). Options
+that several commands share are declared once, in `ctsdg.cli.options`; defaults are shown by the
+help formatter. Errors are printed in one place, `main`: a `CommandError` carries its own exit
+status. Heavy imports (torch, the models, data) happen inside the run functions, so
+``ctsdg --help`` is instant.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from ctsdg import __version__
-from ctsdg.cli import evaluation, inference, training
+from ctsdg.cli import evaluation, inference, training, weights
 from ctsdg.cli.options import Parser, Runner
 from ctsdg.errors import CommandError
 
@@ -42,7 +43,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ctsdg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (*training.COMMANDS, *evaluation.COMMANDS, *inference.COMMANDS):
+    groups = (training, evaluation, weights, inference)
+    for add in (command for group in groups for command in group.COMMANDS):
         add(sub)
     return parser
 

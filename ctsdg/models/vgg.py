@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ctsdg.errors import InputError
 from ctsdg.fileio import read_state_dict
+from ctsdg.weights import resolve
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,15 @@ def vgg16_features(stop: int) -> nn.Sequential:
 def load_vgg16_features(features: nn.Sequential, path: str | Path) -> None:
     """Fill ``features`` (from `vgg16_features`) with torchvision's ``vgg16-397923af.pth``.
 
-    The file is read with ``weights_only=True``; keys past ``features`` (``classifier.*``) and
-    layers beyond ``len(features)`` are ignored. Raises InputError for a missing file or a file
-    without the wanted VGG16 convolution weights.
+    ``path`` may be ``auto``: the standard file in torch.hub's cache, fetched and verified on
+    first use (`ctsdg.weights`). The file is read with ``weights_only=True``; keys past
+    ``features`` (``classifier.*``) and layers beyond ``len(features)`` are ignored. Raises
+    InputError for a missing file or a file without the wanted VGG16 convolution weights.
     """
+    path = resolve("vgg16", str(path))
     state = read_state_dict(
         path,
-        "VGG16 weights (torchvision's vgg16-397923af.pth: pretrained_vgg=PATH, or "
+        "VGG16 weights (torchvision's vgg16-397923af.pth: pretrained_vgg=PATH or auto, or "
         "pretrained_vgg=random for tests and the demo)",
     )
     wanted = {f"features.{k}": v for k, v in features.state_dict().items()}
@@ -107,7 +110,8 @@ class VGG16Features(nn.Module):
 
     @classmethod
     def from_file(cls, path: str | Path) -> VGG16Features:
-        """Load torchvision's ``vgg16-397923af.pth`` as it is (see `load_vgg16_features`)."""
+        """Load torchvision's ``vgg16-397923af.pth`` as it is, or ``auto`` (see
+        `load_vgg16_features`)."""
         model = cls()
         load_vgg16_features(model.features, path)
         return model

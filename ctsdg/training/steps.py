@@ -132,8 +132,8 @@ def _vgg(config: Config) -> VGG16Features:
         return VGG16Features.random()
     if not config.pretrained_vgg:
         raise InputError(
-            "config key pretrained_vgg: required: the path of torchvision's vgg16-397923af.pth "
-            "(or 'random' for smoke tests and the demo)"
+            "config key pretrained_vgg: required: the path of torchvision's vgg16-397923af.pth, "
+            "'auto' (fetched into torch.hub's cache) or 'random' (smoke tests and the demo)"
         )
     return VGG16Features.from_file(config.pretrained_vgg)
 
