@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from ctsdg.choices import Precision, Structure
-from ctsdg.data.datasets import FREE_FORM_TRAIN_RANGE
+from ctsdg.data.freeform import FREE_FORM_TRAIN_RANGE
 from ctsdg.errors import InputError
 from ctsdg.losses import LossWeights
 from ctsdg.models.generator import SIZE_MULTIPLE

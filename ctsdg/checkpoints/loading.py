@@ -37,10 +37,13 @@ from ctsdg.checkpoints.native import (
     latest_checkpoint,
     save_weights,
 )
+from ctsdg.checkpoints.training_format import (
+    is_training_checkpoint,
+    parse_training_checkpoint,
+)
 from ctsdg.errors import InputError
 from ctsdg.fileio import writing
 from ctsdg.models import Discriminator, Generator
-from ctsdg.training.checkpoint import is_training_checkpoint, parse_training_checkpoint
 
 ACCEPTED = (
     "a ctsdg run folder, training checkpoint (.pt) or weights file (.safetensors), "

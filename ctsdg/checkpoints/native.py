@@ -2,7 +2,7 @@
 
 A weights file holds ``generator.*`` and, optionally, ``discriminator.*`` tensors; its metadata
 carries the format, the `ModelConfig` and the structure-input convention the weights were
-trained with. Training checkpoints (``.pt``, for resuming) are `ctsdg.training.checkpoint`'s.
+trained with. Training checkpoints (``.pt``, for resuming) are `training_format`'s.
 
 Every file is written to a temporary name in the destination folder and swapped in with
 ``os.replace``, so an interrupted save never leaves a truncated file behind.
@@ -17,17 +17,19 @@ from pathlib import Path
 
 import torch
 
-from ctsdg.data.structure import STRUCTURES as STRUCTURE_CONVENTIONS
-from ctsdg.fileio import atomic_write
-from ctsdg.models.generator import ModelConfig
-from ctsdg.training.checkpoint import (
+from ctsdg.checkpoints.training_format import (
     CHECKPOINT_DIR,
     CHECKPOINT_FORMAT,
     checkpoint_path,
     latest_checkpoint,
     list_checkpoints,
 )
-from ctsdg.training.checkpoint import write_training_checkpoint as save_training_checkpoint
+from ctsdg.checkpoints.training_format import (
+    write_training_checkpoint as save_training_checkpoint,
+)
+from ctsdg.data.structure import STRUCTURES as STRUCTURE_CONVENTIONS
+from ctsdg.fileio import atomic_write
+from ctsdg.models.generator import ModelConfig
 
 WEIGHTS_FORMAT = "ctsdg-weights"
 FORMAT_VERSION = 1

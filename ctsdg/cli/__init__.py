@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from ctsdg import __version__
-from ctsdg.cli import evaluation, inference, training, weights
+from ctsdg.cli import comparison, evaluation, inference, training, weights
 from ctsdg.cli.options import Parser, Runner
 from ctsdg.errors import CommandError
 
@@ -43,7 +43,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ctsdg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    groups = (training, evaluation, weights, inference)
+    groups = (training, evaluation, comparison, weights, inference)
     for add in (command for group in groups for command in group.COMMANDS):
         add(sub)
     return parser

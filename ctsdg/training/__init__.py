@@ -1,8 +1,7 @@
 """CTSDG training: the two-stage schedule, one device or many, exact resume.
 
-`train` lives in `ctsdg.training.trainer`; it is imported on first use so that
-`ctsdg.training.checkpoint` (which `ctsdg.checkpoints` reads training checkpoints with) can be
-imported without the whole training stack.
+`train` lives in `ctsdg.training.trainer`; it is imported on first use so that the package's
+small modules can be imported without the whole training stack.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ctsdg.checkpoints.training_format import CHECKPOINT_DIR, list_checkpoints
 from ctsdg.errors import InputError, describe_os_error
-from ctsdg.training.checkpoint import CHECKPOINT_DIR, list_checkpoints
 
 LOCK_NAME = ".lock"
 # What a training run writes into its folder (an overwrite removes exactly these).

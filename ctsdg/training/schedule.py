@@ -9,7 +9,7 @@ with the generator's BatchNorm layers frozen (``finetune_freeze_bn``: ``encoder`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -17,8 +17,16 @@ from torch import nn
 from ctsdg.config import Config
 from ctsdg.models import Generator
 
-if TYPE_CHECKING:
-    from ctsdg.training.steps import TrainState
+
+class Staged(Protocol):
+    """What switching stages touches (`ctsdg.training.steps.TrainState` is one); a protocol, so
+    this module need not import `steps`, which imports it."""
+
+    config: Config
+    raw_generator: Generator
+    raw_discriminator: nn.Module
+    optimizer_g: torch.optim.Optimizer
+    optimizer_d: torch.optim.Optimizer
 
 
 def stage_plan(config: Config) -> list[tuple[str, int]]:
@@ -62,13 +70,13 @@ def set_train_mode(generator: Generator, stage: str, freeze_bn: str) -> None:
                 module.eval()
 
 
-def set_modes(state: TrainState, stage: str) -> None:
+def set_modes(state: Staged, stage: str) -> None:
     """The networks' train/eval modes of ``stage`` (the discriminator always trains)."""
     set_train_mode(state.raw_generator, stage, state.config.finetune_freeze_bn)
     state.raw_discriminator.train()
 
 
-def set_stage(state: TrainState, stage: str) -> None:
+def set_stage(state: Staged, stage: str) -> None:
     """Enter ``stage``: its learning rates on both optimizers and its modes."""
     lr_g, lr_d = learning_rates(state.config, stage)
     _set_lr(state.optimizer_g, lr_g)
