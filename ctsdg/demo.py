@@ -5,8 +5,9 @@
 2. Evaluate it beside OpenCV's Telea and Navier-Stokes inpainting, by hole-ratio bucket, on crops
    of photographs that training never saw.
 3. Inpaint those photographs at their own size with `ctsdg.Inpainter`.
-4. Write ``report.md`` (the metrics, the config, the time taken) and ``samples.png`` (masked
-   input, edges, CTSDG, Telea, ground truth) into the run folder.
+4. Write ``report.md`` (the metrics side by side as `ctsdg.comparison` lays them out, the config,
+   the time taken), ``comparison.png`` (the metrics against the hole ratio) and ``samples.png``
+   (masked input, edges, CTSDG, Telea, ground truth) into the run folder.
 
 A few minutes of CPU training is a smoke run of the pipeline, not the paper's model; the report
 says so and prints whatever the run measured.
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ctsdg.comparison import comparison_table, load_results, plot_comparison
 from ctsdg.config import Config, load_config, shipped_config
 from ctsdg.data import HELD_OUT_PHOTOS, collate, dataset_from_config, demo_photo, free_form_holes
 from ctsdg.evaluation import Evaluation, evaluate, opencv_inpaint
@@ -84,7 +86,7 @@ def run_demo(
     times["total"] = time.perf_counter() - start
     print("[4/4] writing the report", flush=True)
     report = run / "report.md"
-    text = _report(config, result.iteration, evaluations, times, inpainted, samples)
+    text = _report(config, run, result.iteration, evaluations, times, inpainted, samples)
     atomic_write(report, lambda tmp: tmp.write_text(text))
     print(f"report: {report}\nsamples: {samples}\n(done in {times['total'] / 60:.1f} min)")
     return report
@@ -132,6 +134,7 @@ def _samples_figure(config: Config, inpainter, path: Path) -> Path:
 
 def _report(
     config: Config,
+    run: Path,
     iterations: int,
     evaluations: dict[str, Evaluation],
     times: dict[str, float],
@@ -139,20 +142,12 @@ def _report(
     samples: Path,
 ) -> str:
     first = evaluations["ctsdg"]
-    rows = [name for name, group in first.buckets.items() if group["images"]]
-    rows += list(first.dropped) + list(first.overall)
-    header = ["hole ratio", "images"] + [
-        f"{label} {metric}" for metric in ("PSNR", "SSIM", "L1") for _, label in METHODS
-    ]
-    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        label = f"{row} (the port drops these)" if row in first.dropped else row
-        cells = [label, str(_group(first, row)["images"])]
-        for metric, spec in (("psnr", ".2f"), ("ssim", ".3f"), ("l1", ".4f")):
-            for method, _ in METHODS:
-                value = _group(evaluations[method], row).get(metric)
-                cells.append("-" if value is None else format(value, spec))
-        table.append("| " + " | ".join(cells) + " |")
+    results = load_results(
+        [run / "eval" / method / "metrics.json" for method, _ in METHODS],
+        [label for _, label in METHODS],
+    )
+    table = comparison_table(results, "seed").rstrip().splitlines()
+    plot = plot_comparison(results, run / "comparison.png")
     timing = ["| step | seconds |", "|---|---|"] + [
         f"| {name} | {seconds:.1f} |" for name, seconds in times.items()
     ]
@@ -173,9 +168,12 @@ def _report(
             f"{first.settings['images']} crops ({config.image_load_size[0]}x"
             f"{config.image_load_size[1]}) of held-out photographs "
             f"({', '.join(HELD_OUT_PHOTOS)}) with free-form masks; each image bucketed by its "
-            "own hole ratio. Metrics as `ctsdg eval` computes them (see docs/evaluation.md).",
+            "own hole ratio. Metrics as `ctsdg eval` computes them (see docs/evaluation.md); "
+            "table and figure by `ctsdg compare` from the three `eval/*/metrics.json`.",
             "",
             *table,
+            "",
+            f"![metrics against the hole ratio]({plot.name})",
             "",
             "Seed-format block for CTSDG:",
             "",
@@ -202,13 +200,6 @@ def _report(
             "",
         ]
     )
-
-
-def _group(evaluation: Evaluation, name: str) -> dict:
-    for groups in (evaluation.buckets, evaluation.dropped, evaluation.overall):
-        if name in groups:
-            return groups[name]
-    return {"images": 0}
 
 
 def _seed_block(evaluation: Evaluation) -> str:
