@@ -163,7 +163,7 @@ class Config(BaseModel):
     method: Literal["ctsdg", "telea", "ns"] = "ctsdg"
     eval_limit: Count = 0  # evaluate only the first N images (0: all)
     lpips_weights: Text = ""  # LPIPS VGG linear layers (lpips' vgg.pth, v0.1); with pretrained_vgg
-    fid_weights: Text = ""  # pytorch-fid's pt_inception-2015-12-05-6726825d.pth or "auto"
+    fid_weights: Text = ""  # FID Inception (pytorch-fid's pt_inception-...pth) or auto
     inpaint_radius: AtLeastOne = 5  # neighbourhood radius of the OpenCV baselines
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
