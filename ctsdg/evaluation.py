@@ -168,7 +168,7 @@ def evaluate(
         if not cfg.pretrained_vgg or cfg.pretrained_vgg == "random":
             raise InputError(
                 "config key pretrained_vgg: LPIPS needs torchvision's vgg16-397923af.pth "
-                "(pretrained_vgg=PATH or auto) beside lpips_weights"
+                "(pretrained_vgg=PATH) beside lpips_weights"
             )
         lpips_net = LPIPS.from_files(cfg.lpips_weights, cfg.pretrained_vgg).to(device)
 
@@ -205,7 +205,7 @@ def evaluate(
     if generator is not None:
         echo(f"structure inputs: '{used}' ({reason})")
     if lpips_net is None:
-        echo("LPIPS not reported: add lpips_weights=auto pretrained_vgg=auto (or PATHs)")
+        echo("LPIPS not reported: set lpips_weights=PATH and pretrained_vgg=PATH to add it")
 
     results: list[ImageResult] = []
     start = time.perf_counter()

@@ -2,12 +2,13 @@
 
 Each subcommand has an ``_add_<name>`` function that declares its arguments and a ``_run_<name>``
 function that does the work, grouped by what they are for: `ctsdg.cli.training` (masks, train,
-demo), `ctsdg.cli.evaluation` (eval, bench), `ctsdg.cli.comparison` (compare),
-`ctsdg.cli.weights` (weights), `ctsdg.cli.inference` (convert, inpaint, export, serve). Options
-that several commands share are declared once, in `ctsdg.cli.options`; defaults are shown by the
-help formatter. Errors are printed in one place, `main`: a `CommandError` carries its own exit
-status. Heavy imports (torch, the models, data) happen inside the run functions, so
-``ctsdg --help`` is instant.
+demo), `ctsdg.cli.evaluation` (eval, bench), `ctsdg.cli.inference` (convert, inpaint, export,
+serve). Options that several commands share are declared once, in `ctsdg.cli.options`; defaults
+are shown by the help formatter. Errors are printed in one place, `main`: a `CommandError`
+carries its own exit status. Heavy imports (torch, the models, data) happen inside the run
+functions, so ``ctsdg --help`` is instant.
+
+Two more groups: `ctsdg.cli.comparison` (compare) and `ctsdg.cli.weights` (weights).
 """
 
 from __future__ import annotations
