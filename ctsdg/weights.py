@@ -223,14 +223,20 @@ def fetch(name: str, *, progress: bool | None = None) -> Path:
     path = cache_path(name)
     if path.is_file():
         return verify(name, path)
-    local = weights.installed() if weights.installed else None
-    if local is not None and matches(weights, sha256_of(local)):
+    local = _installed_copy(weights)
+    if local is not None:
         with writing(path):
             return atomic_write(path, lambda tmp: shutil.copyfile(local, tmp))
     url = source_url(name)
     show = sys.stderr.isatty() if progress is None else progress
     with writing(path):
         return atomic_write(path, lambda tmp: _download(weights, url, tmp, path, show))
+
+
+def _installed_copy(weights: StandardWeights) -> Path | None:
+    """The local copy ``weights.installed`` finds, if it has the published digest."""
+    local = weights.installed() if weights.installed else None
+    return local if local is not None and matches(weights, sha256_of(local)) else None
 
 
 def _unreachable(
@@ -306,7 +312,7 @@ def status(name: str, *, check: bool = False) -> Status:
     """Where ``name`` lives and whether it is there; ``check`` hashes it too."""
     weights = entry(name)
     path = cache_path(name)
-    local = weights.installed() if weights.installed else None
+    local = _installed_copy(weights)
     source = f"installed lpips ({local})" if local is not None else source_url(name)
     if not path.is_file():
         state = "missing"

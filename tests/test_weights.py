@@ -321,3 +321,18 @@ def test_weights_command_offline_is_one_line(torch_home, monkeypatch, capsys) ->
     assert main(["weights", "fetch", "fake"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("ctsdg: error: ") and "\n" not in err and fake.file in err
+
+
+def test_an_installed_copy_of_another_digest_is_passed_over(
+    tmp_path, server, torch_home, monkeypatch
+) -> None:
+    fake = _register(monkeypatch, server.url)
+    server.files[f"/models/{fake.file}"] = PAYLOAD
+    other = tmp_path / "other.pth"
+    other.write_bytes(b"another version")
+    monkeypatch.setitem(
+        weights.REGISTRY, "fake", dataclasses.replace(fake, installed=lambda: other)
+    )
+    assert weights.status("fake").source == fake.url
+    assert weights.resolve("fake", "auto").read_bytes() == PAYLOAD
+    assert server.requests == [f"/models/{fake.file}"]
