@@ -75,6 +75,17 @@ def test_table_rows_columns_and_best(tmp_path: Path) -> None:
     assert "lower is better: L1, LPIPS, FID" in table
 
 
+def test_ids_columns_where_a_file_has_them(tmp_path: Path) -> None:
+    a = write_metrics(tmp_path / "a", "ctsdg", 1.0)
+    data = json.loads(a.read_text())
+    data["all"]["all"].update(p_ids=0.12, u_ids=0.31)  # eval puts IDS in the "all" objects only
+    a.write_text(json.dumps(data))
+    b = write_metrics(tmp_path / "b", "telea", 0.0)
+    rows = _rows(comparison_table(load_results([a, b])))
+    assert [c for c in rows["ctsdg"] if "IDS" in c] == ["P-IDS all", "U-IDS all"]
+    assert rows["ctsdg"]["P-IDS all"] == "0.1200" and rows["telea"]["U-IDS all"] == "-"
+
+
 def test_ten_percent_buckets_with_images_only(tmp_path: Path) -> None:
     a = write_metrics(tmp_path / "a", "ctsdg", 0.0)
     columns = list(_rows(comparison_table(load_results([a]), "10"))["ctsdg"])
