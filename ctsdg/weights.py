@@ -165,12 +165,14 @@ def matches(weights: StandardWeights, digest: str) -> bool:
     return digest.startswith(weights.sha256)
 
 
-def _mismatch(weights: StandardWeights, where: str, digest: str) -> CommandError:
+def _mismatch(
+    weights: StandardWeights, where: str, digest: str, hint: str = "not kept"
+) -> CommandError:
     expected = "" if weights.full_digest else " prefix"
     return CommandError(
         f"{where}: checksum does not match {weights.file} (SHA-256 {digest[:16]}..., expected"
         f"{expected} {weights.sha256[:16]}{'...' if weights.full_digest else ''}); "
-        "not the published file"
+        f"not the published file, {hint}"
     )
 
 
@@ -183,7 +185,8 @@ def verify(name: str, path: Path | None = None) -> Path:
         raise InputError(f"{path}: {weights.what} not found")
     digest = sha256_of(path)
     if not matches(weights, digest):
-        raise _mismatch(weights, str(path), digest)
+        hint = f"remove it and run: ctsdg weights fetch {weights.name}"
+        raise _mismatch(weights, str(path), digest, hint)
     return path
 
 

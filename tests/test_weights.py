@@ -129,6 +129,7 @@ def test_checksum_mismatch_leaves_nothing(server, torch_home, monkeypatch) -> No
     with pytest.raises(CommandError, match="checksum does not match") as err:
         weights.resolve("fake", "auto")
     assert "\n" not in str(err.value) and fake.file in str(err.value)
+    assert str(err.value).endswith("not the published file, not kept")
     assert _cache_files(torch_home) == []
 
 
@@ -137,8 +138,9 @@ def test_cached_file_that_does_not_match_is_refused(torch_home, monkeypatch) -> 
     path = weights.cache_path("fake")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"corrupt")
-    with pytest.raises(CommandError, match=r"checksum does not match"):
+    with pytest.raises(CommandError, match=r"checksum does not match") as err:
         weights.resolve("fake", "auto")
+    assert str(err.value).endswith("remove it and run: ctsdg weights fetch fake")
     assert weights.status("fake", check=True).state == "checksum mismatch"
     assert fake.file in _cache_files(torch_home)  # the user's file is not deleted
 
