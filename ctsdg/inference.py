@@ -388,9 +388,8 @@ class Inpainter:
         padded = np.pad(small, (*pad, (0, 0)), mode="reflect")
         padded_holes = np.pad(small_holes, pad, mode="reflect")
         comp = self._composite([padded], [padded_holes])[:, :, :run_height, :run_width]
-        if scaled:
-            shrunk = run_height < height or run_width < width
-            comp = F.interpolate(comp, size=(height, width), mode="bilinear", antialias=not shrunk)
+        if scaled:  # only ever shrunk to run, so this enlarges
+            comp = F.interpolate(comp, size=(height, width), mode="bilinear")
         return tensor_to_image(comp[0])
 
     def _fill(self, crops: list[np.ndarray], holes: list[np.ndarray]) -> list[np.ndarray]:
