@@ -20,7 +20,7 @@ Backend = Literal["eager", "compiled", "onnxruntime"]
 
 #: Default largest model input of strategy ``original`` (width x height after padding; here so the
 #: command line states it without importing torch): 1024 x 1024 took 63 s and 3.8 GB in fp32
-#: (39 s in bf16) on the project's 2-core CPU (docs/benchmarks.md, ``ctsdg bench infer --size
+#: (bf16: 24-39 s) on the project's 2-core CPU (docs/benchmarks.md, ``ctsdg bench infer --size
 #: 1024``), within ``ctsdg serve``'s default 120 s timeout.
 ORIGINAL_MAX_PIXELS = 1024 * 1024
 

@@ -141,11 +141,7 @@ class Inpainter:
             raise InputError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
             raise InputError(f"size: the model needs a multiple of {SIZE_MULTIPLE}, got {size}")
-        if max_original_pixels < SIZE_MULTIPLE**2:
-            raise InputError(
-                f"max_original_pixels: at least {SIZE_MULTIPLE}x{SIZE_MULTIPLE} = "
-                f"{SIZE_MULTIPLE**2}, got {max_original_pixels}"
-            )
+        self.max_original_pixels = max_original_pixels
         self.generator = generator.eval()
         self.structure = structure
         self.size = size
@@ -155,7 +151,6 @@ class Inpainter:
         self.merge_distance = size // 8 if merge_distance is None else merge_distance
         self.device = next(generator.parameters()).device
         self.backend = backend
-        self.max_original_pixels = max_original_pixels
         self.runner = build_runner(generator, backend, precision, self.device, size=size)
 
     @classmethod
@@ -216,6 +211,20 @@ class Inpainter:
             backend=backend,
             max_original_pixels=max_original_pixels,
         )
+
+    @property
+    def max_original_pixels(self) -> int:
+        """Largest model input of ``original`` (width x height after padding)."""
+        return self._max_original_pixels
+
+    @max_original_pixels.setter
+    def max_original_pixels(self, value: int) -> None:
+        if value < SIZE_MULTIPLE**2:  # not even one model-sized tile
+            raise InputError(
+                f"max_original_pixels (--max-original-pixels): at least {SIZE_MULTIPLE}x"
+                f"{SIZE_MULTIPLE} = {SIZE_MULTIPLE**2}, got {value}"
+            )
+        self._max_original_pixels = value
 
     # ------------------------------------------------------------------ public API
 

@@ -296,8 +296,10 @@ def test_original_over_the_pixel_limit_is_refused(weights_file: Path) -> None:
     inpainter.backend = "onnxruntime"  # a fixed-size graph cannot run it
     with pytest.raises(InputError, match="onnxruntime runs the model at 128x128 only"):
         inpainter.check_original(250, 120)
-    with pytest.raises(InputError, match="max_original_pixels: at least 128x128"):
+    with pytest.raises(InputError, match=r"--max-original-pixels\): at least 128x128 = 16384"):
         Inpainter.from_checkpoint(weights_file, size=SIZE, max_original_pixels=1000)
+    with pytest.raises(InputError, match="got 16383"):  # as the server sets it on its copies
+        inpainter.max_original_pixels = 16383
 
 
 # --------------------------------------------------------------------------- IOPaint's strategies

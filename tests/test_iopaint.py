@@ -16,6 +16,7 @@ from skimage import data
 from starlette.testclient import TestClient
 
 from ctsdg.checkpoints import ModelConfig, save_weights
+from ctsdg.errors import InputError
 from ctsdg.inference import Inpainter, IOPaintStrategy
 from ctsdg.models import Generator
 from ctsdg.serve import Limits, create_app
@@ -198,6 +199,7 @@ def test_ctsdg_requests_keep_their_meaning() -> None:
         ({"sd_seed": 1.5}, ["sd_seed: expected an integer"]),
         ({"hd_strategy": "Crop", "strategy": "crop"}, ["strategy and hd_strategy", "not both"]),
         ({"strategy": 3}, ["strategy: expected a string, got int"]),
+        ({"image": None, "ldm_steps": 20}, ["image: missing"]),  # IOPaint's schema allows null
     ],
 )
 def test_typos_and_bad_values_are_refused_by_name(client, body: dict, words: list[str]) -> None:
@@ -232,6 +234,19 @@ def test_original_over_http_within_the_stated_limit(client, inpainter) -> None:
     assert client.post(INPAINT, json=body).status_code == 400
     body["hd_strategy"] = "Resize"  # its full-resolution pass is shrunk to fit instead
     assert client.post(INPAINT, json=body).status_code == 200
+
+
+def test_iopaint_fields_in_a_form_and_a_limit_below_one_tile(client, inpainter) -> None:
+    image, mask = photo(300, 200), brush_mask(300, 200).convert("L")
+    files = {"image": ("a.png", png(image), "image/png"), "mask": ("m.png", png(mask), "image/png")}
+    form = {"hd_strategy": "Resize", "hd_strategy_resize_limit": "150"}  # form fields are text
+    response = client.post(INPAINT, files=files, data=form)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png" and response.headers["x-seed"] == "42"
+    expected = inpainter.inpaint(image, mask, iopaint=IOPaintStrategy("Resize", resize_limit=150))
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(response.content))), expected)
+    with pytest.raises(InputError, match="--max-original-pixels"):
+        create_app(inpainter, Limits(max_original_pixels=100))
 
 
 def png(image: Image.Image) -> bytes:
