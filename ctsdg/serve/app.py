@@ -219,7 +219,7 @@ def create_app(
                 {"Retry-After": str(worker.retry_after())},
             ) from None
         headers = {"Content-Disposition": f'inline; filename="inpainted.{fmt}"'}
-        if fields.seed is not None:  # IOPaint's web app reads it
+        if fields.from_iopaint:  # IOPaint's web app reads it
             headers["X-Seed"] = str(fields.seed)
         return Response(content, media_type=FORMATS[fmt][1], headers=headers)
 
@@ -268,6 +268,8 @@ class _Job:
                 f"mask: {mask.width}x{mask.height} but the image is {image.width}x{image.height}; "
                 "send a mask of the image's size",
             )
+        if self.fields.from_iopaint:  # as IOPaint reads a mask: its gray only, alpha dropped
+            mask = mask.convert("L")
         try:
             result = self.inpainter.inpaint(image, mask, iopaint=self.fields.iopaint)
         except InputError as err:

@@ -90,8 +90,9 @@ class Limits:
 class InpaintRequest:
     """The fields of one request: encoded image and mask bytes, strategy, output format.
 
-    A request with IOPaint's fields has ``iopaint`` (its strategy, unless it sent ctsdg's own
-    ``strategy``), a ``seed`` for ``X-Seed``, and ``format`` None: the input's format.
+    A request with IOPaint's fields (`from_iopaint`) has ``iopaint`` (its strategy, unless it
+    sent ctsdg's own ``strategy``), a ``seed`` for ``X-Seed``, and ``format`` None unless it sent
+    one: the input's format.
     """
 
     image: bytes
@@ -100,6 +101,11 @@ class InpaintRequest:
     format: str | None = "png"
     iopaint: IOPaintStrategy | None = None
     seed: int | None = None
+
+    @property
+    def from_iopaint(self) -> bool:
+        """Whether a client written for IOPaint sent it (it has IOPaint's fields)."""
+        return self.seed is not None
 
 
 # --------------------------------------------------------------------------- the body
