@@ -207,8 +207,8 @@ def create_app(
                 variant.check_original(*image.size)
             except InputError as err:
                 raise RequestError(400, str(err)) from None
-        fmt = output_format(fields, image)
-        job = _Job(variant, image, mask, fields, fmt)
+        fields.format = output_format(fields, image)
+        job = _Job(variant, image, mask, fields)
         future = worker.submit(job.run)
         try:
             content = await asyncio.wait_for(asyncio.wrap_future(future), limits.timeout_s)
@@ -218,10 +218,10 @@ def create_app(
                 f"inpainting took longer than the server's --timeout {limits.timeout_s:g} s",
                 {"Retry-After": str(worker.retry_after())},
             ) from None
-        headers = {"Content-Disposition": f'inline; filename="inpainted.{fmt}"'}
+        headers = {"Content-Disposition": f'inline; filename="inpainted.{fields.format}"'}
         if fields.from_iopaint:  # IOPaint's web app reads it
             headers["X-Seed"] = str(fields.seed)
-        return Response(content, media_type=FORMATS[fmt][1], headers=headers)
+        return Response(content, media_type=FORMATS[fields.format][1], headers=headers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -249,15 +249,9 @@ class _Job:
     """Decode, inpaint and encode one request (runs in the worker thread)."""
 
     def __init__(
-        self,
-        inpainter: Inpainter,
-        image: Image.Image,
-        mask: Image.Image,
-        fields: InpaintRequest,
-        fmt: str,
+        self, inpainter: Inpainter, image: Image.Image, mask: Image.Image, fields: InpaintRequest
     ) -> None:
         self.inpainter, self.image, self.mask, self.fields = inpainter, image, mask, fields
-        self.format = fmt
 
     def run(self) -> bytes:
         image = decode(self.image, "image")
@@ -274,7 +268,7 @@ class _Job:
             result = self.inpainter.inpaint(image, mask, iopaint=self.fields.iopaint)
         except InputError as err:
             raise RequestError(400, str(err)) from None
-        return encode(result, self.format)
+        return encode(result, self.fields.format)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -92,7 +92,7 @@ class InpaintRequest:
 
     A request with IOPaint's fields (`from_iopaint`) has ``iopaint`` (its strategy, unless it
     sent ctsdg's own ``strategy``), a ``seed`` for ``X-Seed``, and ``format`` None unless it sent
-    one: the input's format.
+    one: the input's format, which the app sets from the image's header (`output_format`).
     """
 
     image: bytes
