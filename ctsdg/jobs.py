@@ -45,7 +45,7 @@ from ctsdg.data.images import IMAGE_EXTENSIONS, list_images, open_image, split_i
 from ctsdg.data.masks import mask_holes
 from ctsdg.errors import InpaintWarning, InputError
 from ctsdg.fileio import atomic_write_bytes, check_output_dir
-from ctsdg.inference import Inpainter, Strategy
+from ctsdg.inference import ORIGINAL_MAX_PIXELS, Inpainter, Strategy
 
 #: Output extensions and the PIL format each writes.
 SAVE_EXTENSIONS: dict[str, str] = {
@@ -330,6 +330,7 @@ def inpaint_command(
     precision: str = "fp32",
     backend: str = "eager",
     overwrite: bool = False,
+    max_original_pixels: int = ORIGINAL_MAX_PIXELS,
 ) -> int:
     """``ctsdg inpaint``: plan, check, inpaint, report; returns the exit status (1 when any item
     failed). Under torchrun every rank plans the same jobs and inpaints every world_size-th one;
@@ -356,6 +357,7 @@ def inpaint_command(
             structure=structure,
             precision=precision,
             backend=backend,
+            max_original_pixels=max_original_pixels,
         )
         jobs = plan.jobs
         processes = f", {ctx.world_size} processes" if ctx.distributed else ""

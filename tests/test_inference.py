@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import ctsdg
 from ctsdg.errors import InputError
-from ctsdg.inference import Inpainter, InpaintWarning
+from ctsdg.inference import Inpainter, InpaintWarning, IOPaintStrategy
 from ctsdg.models import Generator
 from tests.inpainting import box_mask, photo, tiny_weights
 
@@ -197,3 +198,148 @@ def test_model_size_defaults_to_the_recorded_training_size(tmp_path: Path, weigh
     inpainter = Inpainter.from_checkpoint(path)
     assert inpainter.size == 128 and inpainter.structure == "correct"
     assert Inpainter.from_checkpoint(weights_file).size == 256  # no record: the paper's size
+
+
+# --------------------------------------------------------------------------- original
+
+
+def capture_forward(inpainter: Inpainter, monkeypatch: pytest.MonkeyPatch) -> list:
+    """Wrap the generator's forward; the list gets (image, structure, mask, output) per call."""
+    calls: list = []
+    forward = inpainter.generator.forward
+
+    def captured(image, structure, mask):
+        out = forward(image, structure, mask)
+        calls.append((image.clone(), structure.clone(), mask.clone(), out.output.clone()))
+        return out
+
+    monkeypatch.setattr(inpainter.generator, "forward", captured)
+    return calls
+
+
+def test_original_keeps_the_size_and_the_known_pixels(inpainter: Inpainter, monkeypatch) -> None:
+    calls = capture_forward(inpainter, monkeypatch)
+    inpainter.strategy = "original"
+    image, mask = photo(300, 200), box_mask(300, 200, (40, 30, 90, 70))
+    out = inpainter.inpaint(image, mask)
+    assert out.size == (300, 200)
+    assert_only_holes_changed(np.asarray(image), np.asarray(out), np.asarray(mask) >= 128)
+    assert [c[0].shape for c in calls] == [(1, 3, 256, 384)]  # one pass, padded to 128's
+
+
+def test_original_equals_the_generator_run_directly_on_a_multiple_of_128() -> None:
+    from ctsdg.data.structure import structure_inputs
+    from ctsdg.data.tensors import image_to_tensor, tensor_to_image
+    from ctsdg.models import generator_inputs
+
+    torch.manual_seed(0)
+    generator = Generator(width=8).eval()
+    inpainter = Inpainter(generator, size=SIZE, strategy="original")
+    rgb = np.asarray(photo(384, 256))
+    holes = np.zeros((256, 384), bool)
+    holes[100:160, 200:300] = True
+    out = inpainter.inpaint(rgb, holes)
+
+    gray, edge = structure_inputs(rgb, 2.0, "correct")
+    image = image_to_tensor(rgb)[None]
+    mask = torch.from_numpy((~holes).astype(np.float32))[None, None]
+    edge, gray = (torch.from_numpy(a)[None, None] for a in (edge, gray))
+    with torch.no_grad():
+        output = generator(*generator_inputs(image, edge, gray, mask))
+    expected = rgb.copy()
+    expected[holes] = tensor_to_image(output.output[0])[holes]
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_original_padding_mirrors_the_holes_and_never_reaches_the_result(
+    inpainter: Inpainter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hole on the right and bottom edges: its mirror image in the padding is a hole too, so
+    what is to be removed never reaches the model, and the padding is cut off the result."""
+    calls = capture_forward(inpainter, monkeypatch)
+    inpainter.strategy = "original"
+    rgb = np.asarray(photo(300, 200)).copy()
+    holes = np.zeros((200, 300), bool)
+    holes[150:, 260:] = True  # the bottom-right corner
+    holes[20:60, 290:] = True  # on the right edge
+    rgb[holes] = (255, 0, 255)  # the object to remove: a colour the photo does not have
+    out = inpainter.inpaint(rgb, holes)
+    assert out.shape == rgb.shape
+    (image, _, mask, output) = calls[0]
+    assert image.shape == (1, 3, 256, 384)
+    known = mask[0, 0].numpy() > 0.5
+    # the padding mirrors the mask (numpy "reflect": column 300 + k is column 298 - k)
+    np.testing.assert_array_equal(~known[:200, 300:], holes[:, 298 - np.arange(84)])
+    np.testing.assert_array_equal(~known[200:, :300], holes[198 - np.arange(56)])
+    magenta = torch.tensor([1.0, -1.0, 1.0])[:, None, None]
+    assert not (image[0] == magenta).all(0).any()  # no hole pixel anywhere in the model's input
+    # the result's hole pixels are the output's top-left 200 x 300: nothing shifted in
+    from ctsdg.data.tensors import tensor_to_image
+
+    np.testing.assert_array_equal(out[holes], tensor_to_image(output[0])[:200, :300][holes])
+    np.testing.assert_array_equal(out[~holes], rgb[~holes])
+
+
+def test_original_over_the_pixel_limit_is_refused(weights_file: Path) -> None:
+    inpainter = Inpainter.from_checkpoint(
+        weights_file, size=SIZE, strategy="original", max_original_pixels=128 * 256
+    )
+    with pytest.raises(InputError) as caught:
+        inpainter.inpaint(photo(300, 200), box_mask(300, 200, (40, 30, 90, 70)))
+    message = str(caught.value)
+    assert "\n" not in message
+    for words in ("300x200", "384x256", "98304", "32768", "--max-original-pixels", "resize"):
+        assert words in message, message
+    # exactly at the limit it runs: 250 x 120 pads to 256 x 128
+    out = inpainter.inpaint(photo(250, 120), box_mask(250, 120, (40, 30, 90, 70)))
+    assert out.size == (250, 120)
+    inpainter.backend = "onnxruntime"  # a fixed-size graph cannot run it
+    with pytest.raises(InputError, match="onnxruntime runs the model at 128x128 only"):
+        inpainter.check_original(250, 120)
+    with pytest.raises(InputError, match=r"--max-original-pixels\): at least 128x128 = 16384"):
+        Inpainter.from_checkpoint(weights_file, size=SIZE, max_original_pixels=1000)
+    with pytest.raises(InputError, match="got 16383"):  # as the server sets it on its copies
+        inpainter.max_original_pixels = 16383
+
+
+# --------------------------------------------------------------------------- IOPaint's strategies
+
+
+def test_iopaint_crop_runs_each_region_at_its_own_resolution_with_the_margin(
+    inpainter: Inpainter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = capture_forward(inpainter, monkeypatch)
+    image = photo(900, 300)
+    mask = box_mask(900, 300, (100, 50, 180, 110), (700, 200, 740, 240))
+    holes = np.asarray(mask) >= 128
+    crop = IOPaintStrategy("Crop", crop_margin=32, crop_trigger_size=640)
+    out = inpainter.inpaint(image, mask, iopaint=crop)
+    assert_only_holes_changed(np.asarray(image), np.asarray(out), holes)
+    # 80 x 60 + 2 x 32 = 144 x 124, padded to 256 x 128; 40 x 40 + 64 = 104 x 104, to 128 x 128
+    assert [c[0].shape[-2:] for c in calls] == [(128, 256), (128, 128)]
+    calls.clear()
+    inpainter.max_original_pixels = 128 * 128  # a crop over the limit is shrunk to fit it
+    inpainter.inpaint(image, mask, iopaint=crop)
+    assert [c[0].shape[-2:] for c in calls] == [(128, 128), (128, 128)]
+    calls.clear()
+    inpainter.max_original_pixels = 1024 * 1024
+    small = box_mask(300, 200, (100, 50, 180, 110))  # up to the trigger size (800): Original
+    inpainter.inpaint(photo(300, 200), small, iopaint=IOPaintStrategy("Crop"))
+    assert [c[0].shape[-2:] for c in calls] == [(256, 384)]
+
+
+def test_iopaint_resize_runs_the_longer_side_at_the_limit(
+    inpainter: Inpainter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = capture_forward(inpainter, monkeypatch)
+    image, mask = photo(900, 300), box_mask(900, 300, (100, 50, 180, 110))
+    resize = IOPaintStrategy("Resize", resize_limit=450)
+    out = inpainter.inpaint(image, mask, iopaint=resize)
+    assert_only_holes_changed(np.asarray(image), np.asarray(out), np.asarray(mask) >= 128)
+    assert [c[0].shape[-2:] for c in calls] == [(256, 512)]  # 450 x 150, padded
+    calls.clear()
+    inpainter.max_original_pixels = 128 * 256  # shrunk further to fit: 256 x 85
+    inpainter.inpaint(image, mask, iopaint=resize)
+    assert [c[0].shape[-2:] for c in calls] == [(128, 256)]
+    with pytest.raises(InputError, match="strategy original: a 900x300 image"):
+        inpainter.inpaint(image, mask, iopaint=IOPaintStrategy("Original"))  # refused, not shrunk

@@ -377,3 +377,19 @@ def test_sixteen_bit_colour_says_it_comes_back_8_bit(tmp_path: Path, weights_fil
     assert code == 0
     assert "16 bits per colour channel" in capsys.readouterr().err
     assert Image.open(out).mode == "RGB"
+
+
+def test_strategy_original_and_its_pixel_limit_on_the_command_line(
+    tmp_path: Path, weights_file: Path, capsys
+) -> None:
+    image, mask = single(tmp_path, photo(200, 150))
+    out = tmp_path / "out.png"
+    args = (image, mask, "-o", out, "--checkpoint", weights_file, "--strategy", "original")
+    assert cli(*args, "--max-original-pixels", 256 * 128) == 2  # an input error
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and not out.exists()
+    assert "200x150 image runs padded to 256x256 = 65536 pixels" in err, err
+    assert "--max-original-pixels" in err
+    assert cli(*args) == 0  # within the default limit
+    assert "strategy original" in capsys.readouterr().out
+    assert np.array_equal(known(Image.open(out)), known(photo(200, 150)))

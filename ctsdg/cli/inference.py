@@ -10,6 +10,7 @@ from ctsdg.cli.options import (
     Subparsers,
     checkpoint_options,
     model_input_options,
+    original_options,
     overwrite_options,
     port,
     positive,
@@ -82,6 +83,7 @@ def _add_inpaint(sub: Subparsers) -> None:
             checkpoint_options(),
             runtime_options(),
             model_input_options(),
+            original_options(),
             overwrite_options("existing output files, the input itself included"),
         ],
     )
@@ -92,8 +94,10 @@ def _add_inpaint(sub: Subparsers) -> None:
         "--strategy",
         choices=STRATEGIES,
         default="auto",
-        help="resize the whole image to the model's size, or crop around each hole region; "
-        "auto: crop for images over twice the model's size with local holes",
+        help="resize the whole image to the model's size, crop around each hole region, or run "
+        "the original image at its own size (padded to multiples of 128, within "
+        "--max-original-pixels); auto: crop for images over twice the model's size with local "
+        "holes, else resize (docs/evaluation.md says when to use which)",
     )
 
 
@@ -112,6 +116,7 @@ def _run_inpaint(args: argparse.Namespace) -> int:
         precision=args.precision,
         backend=args.backend,
         overwrite=args.overwrite,
+        max_original_pixels=args.max_original_pixels,
     )
 
 
@@ -179,6 +184,7 @@ def _add_serve(sub: Subparsers) -> None:
             checkpoint_options(required=False),
             runtime_options(),
             model_input_options(),
+            original_options(),
         ],
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
@@ -215,6 +221,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         max_queue=args.max_queue,
         timeout_s=args.timeout,
+        max_original_pixels=args.max_original_pixels,
         token=args.token or os.environ.get("CTSDG_TOKEN") or None,
     )
     return serve(

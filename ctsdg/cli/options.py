@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from ctsdg.choices import BACKENDS, PRECISIONS, STRUCTURES
+from ctsdg.choices import BACKENDS, ORIGINAL_MAX_PIXELS, PRECISIONS, STRUCTURES
 
 Runner = Callable[[argparse.Namespace], int | None]
 Subparsers = argparse._SubParsersAction
@@ -55,6 +55,20 @@ def model_input_options(*, structure_help: str = "structure-input convention"):
     )
     parent.add_argument(
         "--structure", choices=STRUCTURES, help=f"{structure_help} (default: the checkpoint's)"
+    )
+    return parent
+
+
+def original_options() -> argparse.ArgumentParser:
+    """--max-original-pixels: the largest image strategy ``original`` runs (`ctsdg.inference`)."""
+    parent = _parent()
+    parent.add_argument(
+        "--max-original-pixels",
+        type=positive(int),
+        default=ORIGINAL_MAX_PIXELS,
+        metavar="N",
+        help="largest image strategy original runs, width x height after padding to multiples "
+        "of 128 (its time grows with the square of the area)",
     )
     return parent
 

@@ -8,11 +8,14 @@ answering (``/api/v1/health`` included) while an image is inpainted, and memory 
 API (``/api/v1``; see docs/serving.md):
 
 - ``GET /api/v1/health`` -> ``{"status": "ok"}``
-- ``GET /api/v1/model`` -> checkpoint, format, structure, size, width, device, precision, limits
+- ``GET /api/v1/model`` -> checkpoint, format, structure, size, width, device, precision,
+  strategies, limits
 - ``POST /api/v1/inpaint`` -> the result image bytes (multipart files ``image`` and ``mask``, or a
-  JSON object with base64 strings; optional ``strategy`` and ``format``)
+  JSON object with base64 strings; optional ``strategy`` and ``format``; or the JSON body that
+  IOPaint's clients send, `ctsdg.serve.iopaint`)
 
-Every error is JSON ``{"error": "<one line>"}``; tracebacks stay in the server's log.
+Every error is JSON ``{"error": "<one line>"}`` (the same line under ``errors`` too, the key
+IOPaint's web app shows); tracebacks stay in the server's log.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ctsdg.errors import InputError
-from ctsdg.inference import Inpainter
+from ctsdg.inference import STRATEGIES, Inpainter
 from ctsdg.serve.uploads import (
     FORMATS,
     InpaintRequest,
@@ -48,6 +51,7 @@ from ctsdg.serve.uploads import (
     decode,
     encode,
     open_header,
+    output_format,
     parse_request,
     read_body,
 )
@@ -162,12 +166,15 @@ def create_app(
         "max_pixels": limits.max_pixels,
         "max_queue": limits.max_queue,
         "timeout_s": limits.timeout_s,
+        "max_original_pixels": limits.max_original_pixels,
         "token_required": limits.token is not None,
     }
+    info["strategies"] = list(STRATEGIES)
     variants = {}  # strategy -> inpainter sharing the one generator
-    for strategy in ("auto", "resize", "crop"):
+    for strategy in STRATEGIES:
         variant = copy.copy(inpainter)
-        variant.strategy = strategy  # type: ignore[assignment]
+        variant.strategy = strategy
+        variant.max_original_pixels = limits.max_original_pixels
         variants[strategy] = variant
     pages = {
         path: (resources.files("ctsdg.serve").joinpath("static", name).read_bytes(), media)
@@ -194,7 +201,14 @@ def create_app(
         # Header checks on the event loop (cheap); decoding and the model in the worker.
         image = open_header(fields.image, "image", limits.max_pixels)
         mask = open_header(fields.mask, "mask", limits.max_pixels)
-        job = _Job(variants[fields.strategy], image, mask, fields)
+        variant = variants[fields.strategy]
+        if (fields.iopaint.name if fields.iopaint else fields.strategy).lower() == "original":
+            try:  # refused before it is queued; EXIF rotation keeps the padded area
+                variant.check_original(*image.size)
+            except InputError as err:
+                raise RequestError(400, str(err)) from None
+        fields.format = output_format(fields, image)
+        job = _Job(variant, image, mask, fields)
         future = worker.submit(job.run)
         try:
             content = await asyncio.wait_for(asyncio.wrap_future(future), limits.timeout_s)
@@ -204,11 +218,10 @@ def create_app(
                 f"inpainting took longer than the server's --timeout {limits.timeout_s:g} s",
                 {"Retry-After": str(worker.retry_after())},
             ) from None
-        return Response(
-            content,
-            media_type=FORMATS[fields.format][1],
-            headers={"Content-Disposition": f'inline; filename="inpainted.{fields.format}"'},
-        )
+        headers = {"Content-Disposition": f'inline; filename="inpainted.{fields.format}"'}
+        if fields.from_iopaint:  # IOPaint's web app reads it
+            headers["X-Seed"] = str(fields.seed)
+        return Response(content, media_type=FORMATS[fields.format][1], headers=headers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -249,15 +262,17 @@ class _Job:
                 f"mask: {mask.width}x{mask.height} but the image is {image.width}x{image.height}; "
                 "send a mask of the image's size",
             )
+        if self.fields.from_iopaint:  # as IOPaint reads a mask: its gray only, alpha dropped
+            mask = mask.convert("L")
         try:
-            result = self.inpainter.inpaint(image, mask)
+            result = self.inpainter.inpaint(image, mask, iopaint=self.fields.iopaint)
         except InputError as err:
             raise RequestError(400, str(err)) from None
         return encode(result, self.fields.format)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse({"error": message, "errors": message}, status_code=status, headers=headers)
 
 
 def _api(handler: Callable[[Request], Awaitable[Response]]) -> Callable:

@@ -5,7 +5,9 @@ Every limit is checked here, in one place, in the order that costs least:
 1. the body's size: ``Content-Length`` first, then the bytes as they arrive (a client may lie or
    send chunked data), so at most ``max_upload_mb`` is ever held;
 2. the fields: ``multipart/form-data`` (files ``image`` and ``mask``, fields ``strategy`` and
-   ``format``) or a JSON object with the same keys, the images as base64 strings;
+   ``format``) or a JSON object with the same keys, the images as base64 strings; the fields of
+   IOPaint's request are read as IOPaint means them (`ctsdg.serve.iopaint`), any other is
+   refused;
 3. each image's pixel count from its header (PIL's ``Image.open`` reads only the header), so a
    PNG that claims 40000 x 40000 is refused without allocating its pixels.
 
@@ -30,8 +32,11 @@ from PIL import Image, ImageOps
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from ctsdg.choices import ORIGINAL_MAX_PIXELS
 from ctsdg.data.images import DECODE_ERRORS
-from ctsdg.inference import STRATEGIES
+from ctsdg.errors import InputError
+from ctsdg.inference import STRATEGIES, IOPaintStrategy
+from ctsdg.serve.iopaint import is_iopaint_field, read_seed, read_strategy
 
 #: Output formats of ``POST /api/v1/inpaint`` -> (PIL format name, media type).
 FORMATS: dict[str, tuple[str, str]] = {
@@ -40,6 +45,9 @@ FORMATS: dict[str, tuple[str, str]] = {
     "webp": ("WEBP", "image/webp"),
 }
 FIELDS = ("image", "mask", "strategy", "format")
+#: PIL's name of an input's format -> the output format a request without ``format`` gets back
+#: when it is IOPaint's (the input's own; any other input format comes back as PNG).
+INPUT_FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp"}
 
 
 class RequestError(Exception):
@@ -61,6 +69,8 @@ class Limits:
         max_pixels: largest image or mask, width x height (``--max-pixels``).
         max_queue: requests queued or running at once; more get 503 (``--max-queue``).
         timeout_s: seconds a request may wait and run before it gets 503 (``--timeout``).
+        max_original_pixels: largest image strategy ``original`` runs, width x height after
+            padding to multiples of 128 (``--max-original-pixels``; more: 400).
         token: when set, every ``/api/`` call needs ``Authorization: Bearer <token>``.
     """
 
@@ -68,6 +78,7 @@ class Limits:
     max_pixels: int = 40_000_000
     max_queue: int = 8
     timeout_s: float = 120.0
+    max_original_pixels: int = ORIGINAL_MAX_PIXELS
     token: str | None = None
 
     @property
@@ -77,12 +88,24 @@ class Limits:
 
 @dataclass
 class InpaintRequest:
-    """The fields of one request: encoded image and mask bytes, strategy, output format."""
+    """The fields of one request: encoded image and mask bytes, strategy, output format.
+
+    A request with IOPaint's fields (`from_iopaint`) has ``iopaint`` (its strategy, unless it
+    sent ctsdg's own ``strategy``), a ``seed`` for ``X-Seed``, and ``format`` None unless it sent
+    one: the input's format, which the app sets from the image's header (`output_format`).
+    """
 
     image: bytes
     mask: bytes
     strategy: str = "auto"
-    format: str = "png"
+    format: str | None = "png"
+    iopaint: IOPaintStrategy | None = None
+    seed: int | None = None
+
+    @property
+    def from_iopaint(self) -> bool:
+        """Whether a client written for IOPaint sent it (it has IOPaint's fields)."""
+        return self.seed is not None
 
 
 # --------------------------------------------------------------------------- the body
@@ -123,9 +146,13 @@ def parse_request(content_type: str, body: bytes) -> InpaintRequest:
         raise RequestError(
             415, f"Content-Type: expected multipart/form-data or application/json, got {shown}"
         )
-    unknown = sorted(set(fields) - set(FIELDS))
+    unknown = sorted(k for k in fields if k not in FIELDS and not is_iopaint_field(k))
     if unknown:
-        raise RequestError(400, f"unknown field {unknown[0]!r}; expected {', '.join(FIELDS)}")
+        raise RequestError(
+            400,
+            f"unknown field {unknown[0]!r}; expected {', '.join(FIELDS)} (or a field of "
+            "IOPaint's InpaintRequest, docs/serving.md)",
+        )
     for name in ("image", "mask"):
         if not fields.get(name):
             raise RequestError(400, f"{name}: missing; send the {name} as a file field")
@@ -134,18 +161,43 @@ def parse_request(content_type: str, body: bytes) -> InpaintRequest:
         raise RequestError(
             400, f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}"
         )
-    fmt = _text(fields, "format", "png").lower()
-    if fmt == "jpg":
-        fmt = "jpeg"
-    if fmt not in FORMATS:
+    fmt = _text(fields, "format", "")
+    fmt = "jpeg" if fmt.lower() == "jpg" else fmt.lower()
+    if fmt and fmt not in FORMATS:
         raise RequestError(400, f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-    return InpaintRequest(bytes(fields["image"]), bytes(fields["mask"]), strategy, fmt)
+    request = InpaintRequest(bytes(fields["image"]), bytes(fields["mask"]), strategy, fmt or "png")
+    iopaint = {
+        k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+        for k, v in fields.items()
+        if is_iopaint_field(k)
+    }
+    if iopaint:  # a client written for IOPaint
+        own = [k for k in iopaint if k.startswith("hd_")]
+        if own and fields.get("strategy"):
+            raise RequestError(
+                400, f"strategy and {own[0]}: send ctsdg's strategy or IOPaint's, not both"
+            )
+        try:
+            request.seed = read_seed(iopaint)
+            if not fields.get("strategy"):
+                request.iopaint = read_strategy(iopaint)
+        except InputError as err:
+            raise RequestError(400, str(err)) from None
+        request.format = fmt or None
+    return request
 
 
-def _text(fields: dict[str, bytes], name: str, default: str) -> str:
+def output_format(request: InpaintRequest, image: Image.Image) -> str:
+    """The request's ``format``, or for IOPaint's requests without one the input's own."""
+    return request.format or INPUT_FORMATS.get(image.format or "", "png")
+
+
+def _text(fields: dict[str, Any], name: str, default: str) -> str:
     raw = fields.get(name)
     if raw is None or raw == b"":
         return default
+    if not isinstance(raw, bytes):  # a JSON value that is not a string
+        raise RequestError(400, f"{name}: expected a string, got {type(raw).__name__}")
     try:
         return raw.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -204,16 +256,22 @@ def _parse_multipart(body: bytes, boundary: bytes) -> dict[str, bytes]:
     return {k: bytes(v) for k, v in parts.items()}
 
 
-def _parse_json(body: bytes) -> dict[str, bytes]:
-    """Fields of a JSON body: ``image`` / ``mask`` base64 (a ``data:`` URL prefix is allowed)."""
+def _parse_json(body: bytes) -> dict[str, Any]:
+    """Fields of a JSON body: ``image`` / ``mask`` base64 (a ``data:`` URL prefix is allowed);
+    IOPaint's other fields keep their JSON values (`ctsdg.serve.iopaint` reads them)."""
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RequestError(400, f"body: not valid JSON ({err})") from None
     if not isinstance(data, dict):
         raise RequestError(400, f"body: expected a JSON object, got {type(data).__name__}")
-    fields: dict[str, bytes] = {}
+    fields: dict[str, Any] = {}
     for key, value in data.items():
+        if is_iopaint_field(key) or key not in FIELDS:  # unknown ones: refused by name below
+            fields[key] = value
+            continue
+        if key in ("image", "mask") and value is None:  # IOPaint's schema allows null: missing
+            continue
         if not isinstance(value, str):
             raise RequestError(400, f"{key}: expected a string, got {type(value).__name__}")
         if key in ("image", "mask"):
