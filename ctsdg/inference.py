@@ -11,7 +11,9 @@ everything between a user's picture and that square, so the model stays unaware 
   the region's longer side, at least ``size`` pixels: small holes keep native resolution), which
   is resized to the square, inpainted, resized back and pasted (hole pixels only). All crops of
   an image run as one batch. Where the crop would exceed the image it is clamped, and stretched
-  to the square.
+  to the square. An image with more than `MAX_CROPS` regions is inpainted with ``resize``
+  instead (with an `InpaintWarning`): each region costs a forward pass, so thousands of
+  scattered holes would otherwise take minutes.
 - ``auto``: ``crop`` when the image's longer side exceeds twice ``size``, there are at most
   `MAX_AUTO_CROPS` regions and their crops cover less than half the image; ``resize``
   otherwise (small images, or holes spread over much of the picture).
@@ -32,6 +34,8 @@ come back with the input's shape. Reading files, pairing folders and saving resu
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -55,6 +59,8 @@ if TYPE_CHECKING:
 
 #: ``auto`` picks ``crop`` only with at most this many hole regions (each is a forward pass).
 MAX_AUTO_CROPS = 8
+#: ``crop`` falls back to ``resize`` above this many hole regions (the work stays bounded).
+MAX_CROPS = 32
 #: Crops per forward pass.
 CROP_BATCH = 4
 
@@ -170,7 +176,13 @@ class Inpainter:
 
     # ------------------------------------------------------------------ public API
 
-    def inpaint(self, image: ImageLike, mask: Image.Image | np.ndarray) -> ImageLike:
+    def inpaint(
+        self,
+        image: ImageLike,
+        mask: Image.Image | np.ndarray,
+        *,
+        check: Callable[[], None] | None = None,
+    ) -> ImageLike:
         """Fill the holes of ``image``; pixels outside them are returned unchanged.
 
         Args:
@@ -179,6 +191,8 @@ class Inpainter:
             mask: a PIL image (any mode; white and opaque = hole) or an array (H, W) /
                 (H, W, 1), uint8 (>= 128 = hole) or bool (True = hole). Resized (nearest,
                 with a warning) if its size differs.
+            check: called before each forward pass; whatever it raises stops the work there
+                (the server's ``--timeout``).
 
         Returns:
             The same type, size and mode / shape as ``image`` (see the module docstring for
@@ -189,16 +203,21 @@ class Inpainter:
         holes = mask_holes(mask, pixels.shape[:2])
         if not holes.any():
             return image.copy()
-        return rebuild(self.inpaint_rgb(pixels, holes), holes)
+        return rebuild(self.inpaint_rgb(pixels, holes, check=check), holes)
 
-    def inpaint_rgb(self, rgb: np.ndarray, holes: np.ndarray) -> np.ndarray:
-        """uint8 (H, W, 3) RGB and bool (H, W) holes -> uint8 (H, W, 3), holes filled."""
+    def inpaint_rgb(
+        self, rgb: np.ndarray, holes: np.ndarray, *, check: Callable[[], None] | None = None
+    ) -> np.ndarray:
+        """uint8 (H, W, 3) RGB and bool (H, W) holes -> uint8 (H, W, 3), holes filled
+        (``check``: see `inpaint`)."""
         result = rgb.copy()
         if not holes.any():
             return result
         strategy = self.choose_strategy(holes) if self.strategy == "auto" else self.strategy
         regions = self.regions(holes) if strategy == "crop" else [_whole(holes)]
         for start in range(0, len(regions), CROP_BATCH):
+            if check is not None:
+                check()
             chunk = regions[start : start + CROP_BATCH]
             filled = self._fill(
                 [_crop(rgb, r.box) for r in chunk], [_crop(holes, r.box) for r in chunk]
@@ -212,7 +231,7 @@ class Inpainter:
     def choose_strategy(self, holes: np.ndarray) -> Literal["resize", "crop"]:
         """``auto``'s choice for these holes (see the module docstring)."""
         height, width = holes.shape
-        if max(height, width) <= 2 * self.size:
+        if max(height, width) <= 2 * self.size or self._components(holes)[0] > MAX_AUTO_CROPS:
             return "resize"
         regions = self.regions(holes)
         covered = np.zeros_like(holes)
@@ -224,15 +243,23 @@ class Inpainter:
         return "resize"
 
     def regions(self, holes: np.ndarray) -> list[Region]:
-        """Hole regions and their crop boxes, in reading order of their first pixel."""
-        import cv2
+        """Hole regions and their crop boxes, in reading order of their first pixel.
 
+        More than `MAX_CROPS` regions give one region, the whole image (``resize``), with an
+        `InpaintWarning`: each region costs a forward pass and an image-sized mask.
+        """
         height, width = holes.shape
-        grow = 2 * (self.merge_distance // 2) + 1  # odd kernel: merge within merge_distance
-        merged = cv2.dilate(holes.astype(np.uint8), np.ones((grow, grow), np.uint8))
-        count, labels = cv2.connectedComponents(merged, connectivity=8)
+        found, labels = self._components(holes)
+        if found > MAX_CROPS:
+            warnings.warn(
+                f"{found} separate hole regions is more than crop's {MAX_CROPS}: inpainted "
+                "with resize instead",
+                InpaintWarning,
+                stacklevel=3,
+            )
+            return [_whole(holes)]
         regions = []
-        for label in range(1, count):
+        for label in range(1, found + 1):
             own = holes & (labels == label)
             ys, xs = np.nonzero(own)
             if ys.size == 0:
@@ -245,6 +272,15 @@ class Inpainter:
             y0, y1 = _centred_span((top + bottom) / 2, side, height)
             regions.append(Region((x0, y0, x1, y1), own))
         return regions
+
+    def _components(self, holes: np.ndarray) -> tuple[int, np.ndarray]:
+        """(number of regions, int32 labels 1..n) of the holes merged within merge_distance."""
+        import cv2
+
+        grow = 2 * (self.merge_distance // 2) + 1  # odd kernel: merge within merge_distance
+        merged = cv2.dilate(holes.astype(np.uint8), np.ones((grow, grow), np.uint8))
+        count, labels = cv2.connectedComponents(merged, connectivity=8)
+        return count - 1, labels
 
     # ------------------------------------------------------------------ model
 
@@ -302,4 +338,4 @@ def _centred_span(centre: float, side: int, limit: int) -> tuple[int, int]:
     return start, start + side
 
 
-__all__ = ["MAX_AUTO_CROPS", "STRATEGIES", "InpaintWarning", "Inpainter", "Region"]
+__all__ = ["MAX_AUTO_CROPS", "MAX_CROPS", "STRATEGIES", "InpaintWarning", "Inpainter", "Region"]

@@ -215,7 +215,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         max_queue=args.max_queue,
         timeout_s=args.timeout,
-        token=args.token or os.environ.get("CTSDG_TOKEN") or None,
+        # An empty --token "$UNSET" is refused by Limits, never taken as "no token".
+        token=args.token if args.token is not None else os.environ.get("CTSDG_TOKEN"),
     )
     return serve(
         args.checkpoint,
