@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -26,6 +27,7 @@ from starlette.testclient import TestClient
 
 from ctsdg.checkpoints import ModelConfig, save_weights
 from ctsdg.cli import main
+from ctsdg.errors import InputError
 from ctsdg.inference import Inpainter
 from ctsdg.models import Generator
 from ctsdg.serve import Limits, create_app
@@ -438,3 +440,190 @@ def test_bench_serve_reports_load_rows(capsys) -> None:
     summary = rows[3]
     assert summary["errors"] == 0 and summary["rss_mb_after"] > 100  # the server's, with torch
     assert main([*args[:-1], "--clients", "0"]) == 2
+
+
+# --------------------------------------------------------------------------- hostile inputs
+
+
+def dds_with_unknown_pixel_format() -> bytes:
+    """A DDS file with one mutated byte (its pixel-format flags): Pillow raises
+    NotImplementedError, outside the errors its other decoders raise."""
+    data = bytearray(png(Image.new("RGB", (300, 200), (10, 20, 30)), "DDS"))
+    data[80] = 0
+    return bytes(data)
+
+
+def animated_gif() -> bytes:
+    frames = [photo(mode="P"), photo(mode="L").convert("P")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
+def raw_post(content: bytes, content_type: str) -> dict:
+    return {"content": content, "headers": {"content-type": content_type}}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "words"),
+    [
+        (raw_post(b"[" * 100_000, "application/json"), 400, ["nested too deeply"]),
+        (raw_post(b'{"image": 1' + b"0" * 5000 + b"}", "application/json"), 400,
+         ["not valid JSON", "digits"]),
+        (raw_post(b'{"strategy": "\\ud800", "image": "", "mask": ""}', "application/json"), 400,
+         ["strategy", "lone surrogate"]),
+        (raw_post(b"--x\r\n", "multipart/form-data; boundary=" + "b" * 300), 400,
+         ["boundary of 300 characters", "at most 70"]),
+        ({"files": files(image=dds_with_unknown_pixel_format())}, 400,
+         ["image: unreadable image (NotImplementedError"]),
+        ({"files": files(mask=dds_with_unknown_pixel_format())}, 400, ["mask: unreadable"]),
+        ({"files": files(image=animated_gif())}, 400, ["image has 2 frames (GIF)"]),
+        ({"content": b"x", "headers": {"content-type": "multipart/form-data; boundary=x",
+                                       "content-length": "1" * 10_000}}, 413, ["body"]),
+    ],
+)  # fmt: skip
+def test_hostile_requests_get_400_not_500(client, kwargs, status, words) -> None:
+    assert_error(client.post(INPAINT, **kwargs), status, *words)
+    assert client.get("/api/v1/health").status_code == 200
+
+
+def test_results_are_fitted_to_the_output_format(client) -> None:
+    """CMYK, palette and 16-bit gray inputs into PNG / JPEG: converted as ctsdg inpaint does,
+    and the conversion said in a header; a side over the format's limit is a 400."""
+    cases = [("CMYK", "JPEG", "png", "RGB"), ("P", "PNG", "jpeg", "RGB"),
+             ("I;16", "PNG", "jpeg", "L"), ("CMYK", "JPEG", "webp", "RGB")]  # fmt: skip
+    for mode, source, fmt, expected in cases:
+        sixteen = np.asarray(photo(mode="L")).astype(np.uint16) * 257
+        image = Image.fromarray(sixteen) if mode == "I;16" else photo(mode=mode)
+        response = client.post(INPAINT, files=files(image=png(image, source)), data={"format": fmt})
+        assert response.status_code == 200, (mode, fmt, response.text)
+        assert decoded(response).mode == expected and decoded(response).size == (300, 200)
+        assert "cannot store mode" in response.headers["x-ctsdg-warning"], (mode, fmt)
+    wide = Image.new("RGB", (16_384, 4), (90, 90, 90))
+    mask = box_mask(16_384, 4, (0, 0, 9, 4))
+    response = client.post(
+        INPAINT, files=files(image=png(wide), mask=png(mask)), data={"format": "webp"}
+    )
+    assert_error(response, 400, "format=webp", "at most 16383 x 16383", "16384 x 4", "PNG")
+
+
+def test_line_wrapped_base64_and_the_model_path(client, inpainter, weights_file) -> None:
+    wrapped = base64.encodebytes(png(photo())).decode()  # 76 columns, like GNU base64
+    assert "\n" in wrapped
+    body = {"image": wrapped, "mask": base64.b64encode(png(box_mask())).decode()}
+    assert client.post(INPAINT, json=body).status_code == 200
+    app = create_app(inpainter, checkpoint=str(weights_file))
+    with TestClient(app) as c:
+        info = c.get("/api/v1/model").json()
+    assert info["checkpoint"] == info["name"] == "tiny.safetensors"
+    assert str(weights_file.parent) not in json.dumps(info)
+
+
+def test_a_long_url_gets_a_short_404(client, caplog) -> None:
+    with caplog.at_level("INFO", logger="ctsdg.serve"):
+        response = client.get("/" + "a" * 60_000)  # httpx refuses longer; h11: 16 KiB
+    assert_error(response, 404, "not found: /aaa", "...")
+    assert len(response.content) < 400
+    assert all(len(r.getMessage()) < 400 for r in caplog.records if r.name == "ctsdg.serve")
+
+
+def test_flags_that_break_every_request_are_refused_at_start(monkeypatch, capsys) -> None:
+    monkeypatch.setattr("ctsdg.serve.server.serve", lambda *a, **k: pytest.fail("served"))
+    monkeypatch.delenv("CTSDG_TOKEN", raising=False)
+    for flags in (["--timeout", "nan"], ["--timeout", "inf"], ["--max-upload-mb", "nan"],
+                  ["--max-upload-mb", "inf"], ["--token", ""], ["--token", "  "]):  # fmt: skip
+        assert main(["serve", "--checkpoint", "x.pt", *flags]) == 2, flags
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and flags[0] in err, err
+    monkeypatch.setenv("CTSDG_TOKEN", "")
+    assert main(["serve", "--checkpoint", "x.pt"]) == 2
+    assert "--token: empty" in capsys.readouterr().err
+    with pytest.raises(InputError, match="--timeout"):
+        Limits(timeout_s=float("nan"))
+
+
+# --------------------------------------------------------------------------- slow clients
+
+
+async def call_app(app, body_chunks: list[bytes], *, then_wait: bool, headers=()) -> list:
+    """POST to the ASGI app directly: ``body_chunks``, then (``then_wait``) no more bytes ever.
+    Returns the messages the app sent."""
+    sent: list = []
+    queue = [{"type": "http.request", "body": c, "more_body": True} for c in body_chunks]
+    if not then_wait:
+        queue.append({"type": "http.request", "body": b"", "more_body": False})
+
+    async def receive():
+        if queue:
+            return queue.pop(0)
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": INPAINT, "raw_path": INPAINT.encode(),
+             "query_string": b"", "root_path": "", "scheme": "http", "server": ("t", 80),
+             "client": ("c", 1), "http_version": "1.1", "asgi": {"version": "3.0"},
+             "headers": [(b"content-type", b"multipart/form-data; boundary=x"),
+                         *headers]}  # fmt: skip
+    await app(scope, receive, send)
+    return sent
+
+
+def answer(sent: list) -> tuple[int, dict, str]:
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body.decode()
+
+
+def test_slow_bodies_hold_queue_slots_get_408_in_time_and_503_on_shutdown(inpainter) -> None:
+    async def scenario() -> None:
+        app = create_app(inpainter, Limits(max_queue=2, timeout_s=0.6))
+        slow = asyncio.create_task(call_app(app, [b"--x\r\n"], then_wait=True))
+        stuck = asyncio.create_task(call_app(app, [b"--x\r\n"], then_wait=True))
+        await asyncio.sleep(0.1)
+        assert app.state.worker.pending == 2  # bodies being received hold their slots
+        status, headers, text = answer(await call_app(app, [b"x"], then_wait=False))
+        assert status == 503 and "--max-queue 2" in text and headers["connection"] == "close"
+        start = time.monotonic()
+        status, headers, text = answer(await slow)
+        assert status == 408 and "--timeout 0.6" in text and headers["connection"] == "close"
+        assert time.monotonic() - start < 0.6 + 0.5
+        assert answer(await stuck)[0] == 408
+        assert app.state.worker.pending == 0
+        # shutdown: a body being received gets 503 at once, not after the deadline
+        app = create_app(inpainter, Limits(timeout_s=60))
+        upload = asyncio.create_task(call_app(app, [b"--x\r\n"], then_wait=True))
+        await asyncio.sleep(0.1)
+        app.state.draining = True
+        start = time.monotonic()
+        status, _, text = answer(await upload)
+        assert status == 503 and "shutting down" in text and time.monotonic() - start < 1
+
+    asyncio.run(scenario())
+
+
+def test_a_timed_out_job_stops_at_its_next_forward_pass(inpainter, recwarn) -> None:
+    """crop with 20 regions is 5 forward passes of 0.3 s; --timeout 0.4 stops it after 2."""
+    calls = []
+
+    class Slow(Inpainter):
+        def _fill(self, crops, holes):
+            calls.append(len(crops))
+            time.sleep(0.3)
+            return super()._fill(crops, holes)
+
+    slow = Slow(inpainter.generator, size=SIZE)
+    holes = np.zeros((200, 300), np.uint8)
+    holes[10:190:40, 10:290:60] = 255  # 5 x 5 = 25 isolated pixels, 25 regions
+    assert len(slow.regions(holes > 0)) == 25
+    app = create_app(slow, Limits(timeout_s=0.4, max_queue=1))
+    with TestClient(app) as c:
+        mask = png(Image.fromarray(holes))
+        response = c.post(INPAINT, files=files(mask=mask), data={"strategy": "crop"})
+        assert_error(response, 503, "--timeout 0.4")
+        deadline = time.monotonic() + 5
+        while app.state.worker.pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.state.worker.pending == 0
+        assert len(calls) <= 3 < 7  # 25 regions / 4 per pass = 7 passes if it had run on
