@@ -9,6 +9,7 @@ import json
 import os
 import re
 import resource
+import select
 import signal
 import struct
 import subprocess
@@ -627,3 +628,137 @@ def test_a_timed_out_job_stops_at_its_next_forward_pass(inpainter, recwarn) -> N
             time.sleep(0.05)
         assert app.state.worker.pending == 0
         assert len(calls) <= 3 < 7  # 25 regions / 4 per pass = 7 passes if it had run on
+
+
+def rss_mb_of(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def slow_client(address, kind: str, timeout_s: float, results: list) -> None:
+    """One hostile client: ``body`` declares 4.9 MB, sends 4.5 MB, then a byte every 0.5 s;
+    ``headers`` trickles its headers a byte every 0.5 s; ``silent`` sends nothing. Records
+    (kind, seconds until the server cut it off, the status line it got or '')."""
+    import socket
+
+    sock = socket.create_connection(address, timeout=timeout_s * 3)
+    start = time.monotonic()
+    head = (
+        b"POST /api/v1/inpaint HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; "
+        b"boundary=x\r\nContent-Length: 4900000\r\n\r\n"
+    )
+    answer = b""
+    try:
+        if kind == "body":
+            sock.sendall(head + b"\0" * 4_500_000)
+        trickle = head if kind == "headers" else b"\0" * 400_000
+        for i in range(int(timeout_s * 3 / 0.5)):  # bounded: three times the timeout
+            if kind != "silent":
+                sock.send(trickle[i : i + 1])
+            readable = select.select([sock], [], [], 0.5)[0]
+            if readable:
+                answer = sock.recv(65536)
+                break
+    except OSError:  # reset by the server: cut off too
+        pass
+    finally:
+        sock.close()
+    results.append((kind, time.monotonic() - start, answer.split(b"\r\n", 1)[0].decode()))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
+def test_real_server_bounds_slow_clients_and_stops_promptly_on_sigterm(weights_file):
+    """uvicorn on 127.0.0.1: 30 slow uploads, 4 trickled headers and a silent connection.
+    Each is cut off within --timeout, health answers throughout, and the server's memory stays
+    within --max-queue bodies; then SIGTERM with an upload half sent and an idle keep-alive
+    connection: the upload gets 503 at once, the idle connection is closed, the process ends."""
+    import socket
+    import urllib.request
+
+    timeout_s, queue, upload_mb = 6, 2, 5
+    command = [sys.executable, "-m", "ctsdg", "serve", "--checkpoint", str(weights_file),
+               "--port", "0", "--size", str(SIZE), "--device", "cpu",
+               "--timeout", str(timeout_s), "--max-queue", str(queue),
+               "--max-upload-mb", str(upload_mb)]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 120
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            match = re.search(r"open (http://\S+) in a browser", line)
+            url = match[1] if match else None
+        assert url is not None
+        host, port = url.split("//")[1].rstrip("/").split(":")
+        address = (host, int(port))
+        health = url + "api/v1/health"
+        with urllib.request.urlopen(health, timeout=30) as response:
+            assert response.status == 200
+        rss_before = rss_mb_of(proc.pid)
+
+        results: list = []
+        kinds = ["body"] * 30 + ["headers"] * 4 + ["silent"]
+        threads = [threading.Thread(target=slow_client, args=(address, k, timeout_s, results))
+                   for k in kinds]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        latencies, rss_peak = [], rss_before
+        while any(t.is_alive() for t in threads) and len(latencies) < 200:  # bounded
+            start = time.monotonic()
+            with urllib.request.urlopen(health, timeout=5) as response:
+                assert response.status == 200
+            latencies.append(time.monotonic() - start)
+            rss_peak = max(rss_peak, rss_mb_of(proc.pid))
+            time.sleep(0.2)
+        for thread in threads:
+            thread.join(timeout_s * 4)
+        assert len(results) == len(kinds)
+        cut = {kind: max(s for k, s, _ in results if k == kind) for kind in set(kinds)}
+        statuses = sorted({status for _, _, status in results})
+        grown = rss_peak - rss_before
+        print(json.dumps({"timeout_s": timeout_s, "max_queue": queue, "max_upload_mb": upload_mb,
+                          "clients": len(kinds), "cut_off_within_s": cut, "statuses": statuses,
+                          "health_requests": len(latencies),
+                          "health_max_ms": round(max(latencies) * 1000),
+                          "rss_before_mb": round(rss_before),
+                          "rss_peak_growth_mb": round(grown)}))  # fmt: skip
+        assert all(seconds < timeout_s + 1.5 for seconds in cut.values()), cut
+        assert max(latencies) < 1.5 and len(latencies) >= timeout_s  # health all along
+        # the documented bound: --max-queue bodies, briefly twice one while it is parsed
+        assert grown < queue * upload_mb * 2 + upload_mb + 25, grown
+        refusals = {"HTTP/1.1 408 Request Timeout", "HTTP/1.1 503 Service Unavailable", ""}
+        assert set(statuses) <= refusals, statuses
+
+        # SIGTERM: an idle keep-alive connection and an upload half sent
+        idle = socket.create_connection(address, timeout=10)
+        idle.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: t\r\n\r\n")
+        seen = b""
+        while b'{"status":"ok"}' not in seen and len(seen) < 65536:  # headers, then the body
+            data = idle.recv(65536)
+            assert data, seen
+            seen += data
+        assert seen.startswith(b"HTTP/1.1 200")
+        upload = socket.create_connection(address, timeout=10)
+        upload.sendall(
+            b"POST /api/v1/inpaint HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; "
+            b"boundary=x\r\nContent-Length: 2000000\r\n\r\n" + b"\0" * 1_000_000
+        )
+        time.sleep(0.3)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        answer = upload.recv(65536)
+        answered = time.monotonic() - start
+        assert answer.startswith(b"HTTP/1.1 503") and b"server shutting down" in answer, answer
+        assert idle.recv(65536) == b""  # closed, not answered
+        proc.wait(timeout_s)
+        ended = time.monotonic() - start
+        print(json.dumps({"sigterm_upload_503_s": round(answered, 2), "exit_s": round(ended, 2)}))
+        assert answered < 1.5 and ended < timeout_s - 1, (answered, ended)
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
