@@ -193,10 +193,16 @@ def _add_serve(sub: Subparsers) -> None:
         help="largest image, width x height",
     )
     parser.add_argument(
-        "--max-queue", type=positive(int), default=8, help="requests queued or running; more 503"
+        "--max-queue",
+        type=positive(int),
+        default=8,
+        help="requests being received, queued or running; more get 503",
     )
     parser.add_argument(
-        "--timeout", type=positive(float), default=120.0, help="seconds per request before 503"
+        "--timeout",
+        type=positive(float),
+        default=120.0,
+        help="seconds a request may take to arrive (then 408), and then to wait and run (503)",
     )
     parser.add_argument(
         "--token",
