@@ -546,18 +546,21 @@ def test_flags_that_break_every_request_are_refused_at_start(monkeypatch, capsys
 # --------------------------------------------------------------------------- slow clients
 
 
-async def call_app(app, body_chunks: list[bytes], *, then_wait: bool, headers=()) -> list:
-    """POST to the ASGI app directly: ``body_chunks``, then (``then_wait``) no more bytes ever.
-    Returns the messages the app sent."""
+async def call_app(app, body_chunks: list[bytes], *, then_wait: bool, trickle=False) -> list:
+    """POST to the ASGI app directly: ``body_chunks``, then (``then_wait``) no more bytes ever,
+    or (``trickle``) one byte every 20 ms for 3 s. Returns the messages the app sent."""
     sent: list = []
     queue = [{"type": "http.request", "body": c, "more_body": True} for c in body_chunks]
     if not then_wait:
         queue.append({"type": "http.request", "body": b"", "more_body": False})
+    trickled = []
 
     async def receive():
         if queue:
             return queue.pop(0)
-        await asyncio.sleep(3600)
+        await asyncio.sleep(0.02 if trickle else 3600)
+        trickled.append(1)
+        return {"type": "http.request", "body": b"\0", "more_body": len(trickled) < 150}
 
     async def send(message):
         sent.append(message)
@@ -565,8 +568,7 @@ async def call_app(app, body_chunks: list[bytes], *, then_wait: bool, headers=()
     scope = {"type": "http", "method": "POST", "path": INPAINT, "raw_path": INPAINT.encode(),
              "query_string": b"", "root_path": "", "scheme": "http", "server": ("t", 80),
              "client": ("c", 1), "http_version": "1.1", "asgi": {"version": "3.0"},
-             "headers": [(b"content-type", b"multipart/form-data; boundary=x"),
-                         *headers]}  # fmt: skip
+             "headers": [(b"content-type", b"multipart/form-data; boundary=x")]}  # fmt: skip
     await app(scope, receive, send)
     return sent
 
@@ -592,6 +594,10 @@ def test_slow_bodies_hold_queue_slots_get_408_in_time_and_503_on_shutdown(inpain
         assert time.monotonic() - start < 0.6 + 0.5
         assert answer(await stuck)[0] == 408
         assert app.state.worker.pending == 0
+        # a steady trickle (a byte every 20 ms) is cut off at the deadline too
+        start = time.monotonic()
+        status, _, text = answer(await call_app(app, [b"--x"], then_wait=True, trickle=True))
+        assert status == 408 and time.monotonic() - start < 0.6 + 0.5, text
         # shutdown: a body being received gets 503 at once, not after the deadline
         app = create_app(inpainter, Limits(timeout_s=60))
         upload = asyncio.create_task(call_app(app, [b"--x\r\n"], then_wait=True))

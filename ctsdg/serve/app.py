@@ -238,6 +238,9 @@ def create_app(
                 f"inpainting took longer than the server's --timeout {limits.timeout_s:g} s",
                 {"Retry-After": str(worker.retry_after())},
             ) from None
+        except asyncio.CancelledError:  # the client went away, or uvicorn gave up on shutdown
+            job.stopped.set()
+            raise
         extra = {"X-Ctsdg-Warning": note} if note else {}
         return Response(
             content,

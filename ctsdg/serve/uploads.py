@@ -155,23 +155,22 @@ async def read_body(
     chunks, size = [], 0
     pending: asyncio.Future | None = None
     try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(receive())
-            left = deadline - time.monotonic()
-            if left > 0 and not draining():
-                await asyncio.wait({pending}, timeout=min(left, DRAIN_POLL_S))
+        while True:  # checked before every chunk: a steady trickle is cut off too
             if draining():
                 raise RequestError(503, "server shutting down", {"Retry-After": "5", **CLOSE})
-            if not pending.done():
-                if time.monotonic() < deadline:
-                    continue
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise RequestError(
                     408,
                     f"body: not received within the server's --timeout {limits.timeout_s:g} s "
                     f"({size} bytes arrived)",
                     CLOSE,
                 )
+            if pending is None:
+                pending = asyncio.ensure_future(receive())
+            await asyncio.wait({pending}, timeout=min(left, DRAIN_POLL_S))
+            if not pending.done():
+                continue
             message, pending = pending.result(), None
             if message["type"] == "http.disconnect":
                 raise ClientDisconnect()
