@@ -203,6 +203,16 @@ def check_outputs(plan: Plan) -> None:
 # --------------------------------------------------------------------------- saving
 
 
+def check_size(size: tuple[int, int], fmt: str) -> None:
+    """InputError when a (width, height) image is wider or taller than ``fmt`` stores."""
+    limit = FORMAT_MAX_SIDE.get(fmt)
+    if limit is not None and max(size) > limit:
+        raise InputError(
+            f"{fmt} stores at most {limit} x {limit} pixels, and this image is "
+            f"{size[0]} x {size[1]}; use PNG or TIFF"
+        )
+
+
 def fit_mode(image: Image.Image, fmt: str) -> tuple[Image.Image, str | None]:
     """``image`` in a mode ``fmt`` stores, and a note when it had to change (else None).
 
@@ -211,12 +221,7 @@ def fit_mode(image: Image.Image, fmt: str) -> tuple[Image.Image, str | None]:
     image has, or when the image is wider or taller than the format allows
     (`FORMAT_MAX_SIDE`).
     """
-    limit = FORMAT_MAX_SIDE.get(fmt)
-    if limit is not None and max(image.size) > limit:
-        raise InputError(
-            f"{fmt} stores at most {limit} x {limit} pixels, and this image is "
-            f"{image.width} x {image.height}; use PNG or TIFF"
-        )
+    check_size(image.size, fmt)
     mode = image.mode
     if mode in FORMAT_MODES[fmt]:
         return image, None
@@ -414,6 +419,7 @@ __all__ = [
     "Outcome",
     "Plan",
     "check_outputs",
+    "check_size",
     "encode_image",
     "fit_mode",
     "inpaint_command",

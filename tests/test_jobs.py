@@ -377,3 +377,16 @@ def test_sixteen_bit_colour_says_it_comes_back_8_bit(tmp_path: Path, weights_fil
     assert code == 0
     assert "16 bits per colour channel" in capsys.readouterr().err
     assert Image.open(out).mode == "RGB"
+
+
+def test_an_image_wider_than_the_format_stores_is_refused_before_the_model_runs(
+    tmp_path: Path, weights_file: Path, capsys, monkeypatch
+) -> None:
+    import ctsdg.inference
+
+    monkeypatch.setattr(ctsdg.inference.Inpainter, "inpaint_rgb", lambda *a, **k: pytest.fail())
+    src, mask = single(tmp_path, Image.new("RGB", (16_384, 100), (90, 90, 90)))
+    assert cli(src, mask, "-o", tmp_path / "out.webp", "--checkpoint", weights_file) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "WEBP stores at most 16383 x 16383" in err, err
+    assert "16384 x 100" in err and not (tmp_path / "out.webp").exists()

@@ -47,6 +47,7 @@ from ctsdg.serve.uploads import (
     InpaintRequest,
     Limits,
     RequestError,
+    check_format_size,
     decode,
     encode,
     open_header,
@@ -223,6 +224,7 @@ def create_app(
             # Header checks on the event loop (cheap); decoding and the model in the worker.
             image = open_header(fields.image, "image", limits.max_pixels)
             mask = open_header(fields.mask, "mask", limits.max_pixels)
+            check_format_size(image.size, fields.format)
             job = _Job(variants[fields.strategy], image, mask, fields)
             future = worker.submit(job.run)
             submitted = True

@@ -40,7 +40,7 @@ from starlette.types import Receive
 from ctsdg.data.images import DECODE_ERRORS, decode_reason, require_one_frame
 from ctsdg.errors import InputError
 from ctsdg.inference import STRATEGIES
-from ctsdg.jobs import encode_image
+from ctsdg.jobs import check_size, encode_image
 
 #: Output formats of ``POST /api/v1/inpaint`` -> (PIL format name, media type).
 FORMATS: dict[str, tuple[str, str]] = {
@@ -354,6 +354,14 @@ def decode(opened: Image.Image, what: str) -> Image.Image:
         raise RequestError(400, f"{what}: unreadable image ({decode_reason(err)})") from None
     finally:
         opened.close()
+
+
+def check_format_size(size: tuple[int, int], fmt: str) -> None:
+    """400 before any work when the result could not be stored as ``fmt`` (`jobs.check_size`)."""
+    try:
+        check_size(size, FORMATS[fmt][0])
+    except InputError as err:
+        raise RequestError(400, f"format={fmt}: {err}") from None
 
 
 def encode(image: Image.Image, fmt: str) -> tuple[bytes, str | None]:
