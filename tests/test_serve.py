@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
@@ -674,21 +675,14 @@ def slow_client(address, kind: str, timeout_s: float, results: list) -> None:
     results.append((kind, time.monotonic() - start, answer.split(b"\r\n", 1)[0].decode()))
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
-def test_real_server_bounds_slow_clients_and_stops_promptly_on_sigterm(weights_file):
-    """uvicorn on 127.0.0.1: 30 slow uploads, 4 trickled headers and a silent connection.
-    Each is cut off within --timeout, health answers throughout, and the server's memory stays
-    within --max-queue bodies; then SIGTERM with an upload half sent and an idle keep-alive
-    connection: the upload gets 503 at once, the idle connection is closed, the process ends."""
-    import socket
+@contextlib.contextmanager
+def real_server(weights_file: Path, *flags: str):
+    """``ctsdg serve`` on 127.0.0.1 and a free port: yields (process, base URL, address) once
+    health answers; killed at the end if it is still running."""
     import urllib.request
 
-    timeout_s, queue, upload_mb = 6, 2, 5
     command = [sys.executable, "-m", "ctsdg", "serve", "--checkpoint", str(weights_file),
-               "--port", "0", "--size", str(SIZE), "--device", "cpu",
-               "--timeout", str(timeout_s), "--max-queue", str(queue),
-               "--max-upload-mb", str(upload_mb)]  # fmt: skip
+               "--port", "0", "--size", str(SIZE), "--device", "cpu", *flags]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = None
@@ -699,13 +693,30 @@ def test_real_server_bounds_slow_clients_and_stops_promptly_on_sigterm(weights_f
             match = re.search(r"open (http://\S+) in a browser", line)
             url = match[1] if match else None
         assert url is not None
+        with urllib.request.urlopen(url + "api/v1/health", timeout=60) as response:
+            assert response.status == 200  # started: uvicorn accepts and answers
         host, port = url.split("//")[1].rstrip("/").split(":")
-        address = (host, int(port))
-        health = url + "api/v1/health"
-        with urllib.request.urlopen(health, timeout=30) as response:
-            assert response.status == 200
-        rss_before = rss_mb_of(proc.pid)
+        yield proc, url, (host, int(port))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
 
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
+def test_real_server_bounds_slow_clients(weights_file):
+    """uvicorn on 127.0.0.1: 30 slow uploads, 4 trickled headers and a silent connection at
+    once. Each is cut off within --timeout, health answers throughout, and the server's memory
+    stays within --max-queue bodies (figures in docs/serving.md)."""
+    import urllib.request
+
+    timeout_s, queue, upload_mb = 6, 2, 5
+    flags = ("--timeout", str(timeout_s), "--max-queue", str(queue),
+             "--max-upload-mb", str(upload_mb))  # fmt: skip
+    with real_server(weights_file, *flags) as (proc, url, address):
+        health = url + "api/v1/health"
+        rss_before = rss_mb_of(proc.pid)
         results: list = []
         kinds = ["body"] * 30 + ["headers"] * 4 + ["silent"]
         threads = [threading.Thread(target=slow_client, args=(address, k, timeout_s, results))
@@ -723,7 +734,7 @@ def test_real_server_bounds_slow_clients_and_stops_promptly_on_sigterm(weights_f
         for thread in threads:
             thread.join(timeout_s * 4)
         assert len(results) == len(kinds)
-        cut = {kind: max(s for k, s, _ in results if k == kind) for kind in set(kinds)}
+        cut = {kind: round(max(s for k, s, _ in results if k == kind), 2) for kind in set(kinds)}
         statuses = sorted({status for _, _, status in results})
         grown = rss_peak - rss_before
         print(json.dumps({"timeout_s": timeout_s, "max_queue": queue, "max_upload_mb": upload_mb,
@@ -739,7 +750,15 @@ def test_real_server_bounds_slow_clients_and_stops_promptly_on_sigterm(weights_f
         refusals = {"HTTP/1.1 408 Request Timeout", "HTTP/1.1 503 Service Unavailable", ""}
         assert set(statuses) <= refusals, statuses
 
-        # SIGTERM: an idle keep-alive connection and an upload half sent
+
+@pytest.mark.slow
+def test_real_server_stops_promptly_on_sigterm_with_an_upload_half_sent(weights_file):
+    """SIGTERM with an idle keep-alive connection and an upload half sent: the upload gets
+    503 at once, the idle connection is closed (not answered), the process ends."""
+    import socket
+
+    timeout_s = 20
+    with real_server(weights_file, "--timeout", str(timeout_s)) as (proc, _, address):
         idle = socket.create_connection(address, timeout=10)
         idle.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: t\r\n\r\n")
         seen = b""
@@ -753,18 +772,27 @@ def test_real_server_bounds_slow_clients_and_stops_promptly_on_sigterm(weights_f
             b"POST /api/v1/inpaint HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; "
             b"boundary=x\r\nContent-Length: 2000000\r\n\r\n" + b"\0" * 1_000_000
         )
-        time.sleep(0.3)
+        time.sleep(0.5)
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        answer = upload.recv(65536)
+        answer = b""
+        try:
+            while not answer.endswith(b"}") and len(answer) < 65536:  # headers, then the body
+                data = upload.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except TimeoutError:
+            answer += b"(no answer within 10 s)"
         answered = time.monotonic() - start
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout_s)
+        ended = round(time.monotonic() - start, 2) if proc.poll() is not None else None
+        first = answer.split(b"\r\n")[0].decode()
+        print(json.dumps({"timeout_s": timeout_s, "upload_answer": first,
+                          "upload_answered_s": round(answered, 2), "exit_s": ended}))  # fmt: skip
         assert answer.startswith(b"HTTP/1.1 503") and b"server shutting down" in answer, answer
         assert idle.recv(65536) == b""  # closed, not answered
-        proc.wait(timeout_s)
-        ended = time.monotonic() - start
-        print(json.dumps({"sigterm_upload_503_s": round(answered, 2), "exit_s": round(ended, 2)}))
-        assert answered < 1.5 and ended < timeout_s - 1, (answered, ended)
+        assert answered < 1.5 and ended is not None and ended < 5, (answered, ended)
+        assert proc.returncode == -signal.SIGTERM
         assert "Traceback" not in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
