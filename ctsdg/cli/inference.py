@@ -216,13 +216,17 @@ def _run_serve(args: argparse.Namespace) -> int:
     from ctsdg.serve.server import serve
     from ctsdg.serve.uploads import Limits
 
+    token = args.token if args.token is not None else os.environ.get("CTSDG_TOKEN")
+    if args.token is None and token is not None and not token.strip():
+        raise InputError(
+            "CTSDG_TOKEN is set but empty; set it to the token, or unset it to serve without one"
+        )
     limits = Limits(
         max_upload_mb=args.max_upload_mb,
         max_pixels=args.max_pixels,
         max_queue=args.max_queue,
         timeout_s=args.timeout,
-        # An empty --token "$UNSET" is refused by Limits, never taken as "no token".
-        token=args.token if args.token is not None else os.environ.get("CTSDG_TOKEN"),
+        token=token,  # an empty --token "$UNSET" is refused by Limits, never taken as none
     )
     return serve(
         args.checkpoint,
