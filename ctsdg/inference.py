@@ -11,7 +11,9 @@ everything between a user's picture and that square, so the model stays unaware 
   the region's longer side, at least ``size`` pixels: small holes keep native resolution), which
   is resized to the square, inpainted, resized back and pasted (hole pixels only). All crops of
   an image run as one batch. Where the crop would exceed the image it is clamped, and stretched
-  to the square.
+  to the square. An image with more than `MAX_CROPS` regions is inpainted with ``resize``
+  instead (with an `InpaintWarning`): each region costs a forward pass, so thousands of
+  scattered holes would otherwise take minutes.
 - ``auto``: ``crop`` when the image's longer side exceeds twice ``size``, there are at most
   `MAX_AUTO_CROPS` regions and their crops cover less than half the image; ``resize``
   otherwise (small images, or holes spread over much of the picture).
@@ -43,6 +45,8 @@ come back with the input's shape. Reading files, pairing folders and saving resu
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -66,6 +70,8 @@ if TYPE_CHECKING:
 
 #: ``auto`` picks ``crop`` only with at most this many hole regions (each is a forward pass).
 MAX_AUTO_CROPS = 8
+#: ``crop`` falls back to ``resize`` above this many hole regions (the work stays bounded).
+MAX_CROPS = 32
 #: Crops per forward pass.
 CROP_BATCH = 4
 
@@ -234,6 +240,7 @@ class Inpainter:
         mask: Image.Image | np.ndarray,
         *,
         iopaint: IOPaintStrategy | None = None,
+        check: Callable[[], None] | None = None,
     ) -> ImageLike:
         """Fill the holes of ``image``; pixels outside them are returned unchanged.
 
@@ -244,6 +251,8 @@ class Inpainter:
                 (H, W, 1), uint8 (>= 128 = hole) or bool (True = hole). Resized (nearest,
                 with a warning) if its size differs.
             iopaint: run IOPaint's strategy instead of ``self.strategy``.
+            check: called before each forward pass; whatever it raises stops the work there
+                (the server's ``--timeout``).
 
         Returns:
             The same type, size and mode / shape as ``image`` (see the module docstring for
@@ -254,24 +263,34 @@ class Inpainter:
         holes = mask_holes(mask, pixels.shape[:2])
         if not holes.any():
             return image.copy()
-        return rebuild(self.inpaint_rgb(pixels, holes, iopaint=iopaint), holes)
+        return rebuild(self.inpaint_rgb(pixels, holes, iopaint=iopaint, check=check), holes)
 
     def inpaint_rgb(
-        self, rgb: np.ndarray, holes: np.ndarray, *, iopaint: IOPaintStrategy | None = None
+        self,
+        rgb: np.ndarray,
+        holes: np.ndarray,
+        *,
+        iopaint: IOPaintStrategy | None = None,
+        check: Callable[[], None] | None = None,
     ) -> np.ndarray:
-        """uint8 (H, W, 3) RGB and bool (H, W) holes -> uint8 (H, W, 3), holes filled."""
+        """uint8 (H, W, 3) RGB and bool (H, W) holes -> uint8 (H, W, 3), holes filled
+        (``iopaint``, ``check``: see `inpaint`)."""
         result = rgb.copy()
         if not holes.any():
             return result
         if iopaint is not None:
-            return self._inpaint_iopaint(rgb, holes, iopaint)
+            return self._inpaint_iopaint(rgb, holes, iopaint, check)
         strategy = self.choose_strategy(holes) if self.strategy == "auto" else self.strategy
         if strategy == "original":
+            if check is not None:
+                check()
             filled = self._fill_native(rgb, holes)
             result[holes] = filled[holes]
             return result
         regions = self.regions(holes) if strategy == "crop" else [_whole(holes)]
         for start in range(0, len(regions), CROP_BATCH):
+            if check is not None:
+                check()
             chunk = regions[start : start + CROP_BATCH]
             filled = self._fill(
                 [_crop(rgb, r.box) for r in chunk], [_crop(holes, r.box) for r in chunk]
@@ -303,7 +322,7 @@ class Inpainter:
     def choose_strategy(self, holes: np.ndarray) -> Literal["resize", "crop"]:
         """``auto``'s choice for these holes (see the module docstring)."""
         height, width = holes.shape
-        if max(height, width) <= 2 * self.size:
+        if max(height, width) <= 2 * self.size or self._components(holes)[0] > MAX_AUTO_CROPS:
             return "resize"
         regions = self.regions(holes)
         covered = np.zeros_like(holes)
@@ -319,15 +338,22 @@ class Inpainter:
 
         Boxes are squares (see the module docstring), or with ``margin`` the region's bounding
         box grown by ``margin`` pixels on every side (IOPaint's crop), shifted inside the image.
-        """
-        import cv2
 
+        More than `MAX_CROPS` regions give one region, the whole image (``resize``), with an
+        `InpaintWarning`: each region costs a forward pass and an image-sized mask.
+        """
         height, width = holes.shape
-        grow = 2 * (self.merge_distance // 2) + 1  # odd kernel: merge within merge_distance
-        merged = cv2.dilate(holes.astype(np.uint8), np.ones((grow, grow), np.uint8))
-        count, labels = cv2.connectedComponents(merged, connectivity=8)
+        found, labels = self._components(holes)
+        if found > MAX_CROPS:
+            warnings.warn(
+                f"{found} separate hole regions is more than crop's {MAX_CROPS}: inpainted "
+                "with resize instead",
+                InpaintWarning,
+                stacklevel=3,
+            )
+            return [_whole(holes)]
         regions = []
-        for label in range(1, count):
+        for label in range(1, found + 1):
             own = holes & (labels == label)
             ys, xs = np.nonzero(own)
             if ys.size == 0:
@@ -343,17 +369,33 @@ class Inpainter:
             regions.append(Region((x0, y0, x1, y1), own))
         return regions
 
+    def _components(self, holes: np.ndarray) -> tuple[int, np.ndarray]:
+        """(number of regions, int32 labels 1..n) of the holes merged within merge_distance."""
+        import cv2
+
+        grow = 2 * (self.merge_distance // 2) + 1  # odd kernel: merge within merge_distance
+        merged = cv2.dilate(holes.astype(np.uint8), np.ones((grow, grow), np.uint8))
+        count, labels = cv2.connectedComponents(merged, connectivity=8)
+        return count - 1, labels
+
     # ------------------------------------------------------------------ model
 
     def _inpaint_iopaint(
-        self, rgb: np.ndarray, holes: np.ndarray, hd: IOPaintStrategy
+        self,
+        rgb: np.ndarray,
+        holes: np.ndarray,
+        hd: IOPaintStrategy,
+        check: Callable[[], None] | None = None,
     ) -> np.ndarray:
-        """IOPaint's strategy ``hd`` (see `IOPaintStrategy`); holes filled, the rest as given."""
+        """IOPaint's strategy ``hd`` (see `IOPaintStrategy`); holes filled, the rest as given
+        (``check`` before each forward pass, as in `inpaint`)."""
+        check = check or (lambda: None)
         result = rgb.copy()
         height, width = holes.shape
         longer = max(height, width)
         if hd.name == "Crop" and longer > hd.crop_trigger_size:
             for region in self.regions(holes, margin=hd.crop_margin):
+                check()
                 left, top, right, bottom = region.box
                 patch = self._fill_native(
                     _crop(rgb, region.box), _crop(holes, region.box), fit=True
@@ -361,6 +403,7 @@ class Inpainter:
                 own = region.own[top:bottom, left:right]
                 result[top:bottom, left:right][own] = patch[own]
             return result
+        check()
         if hd.name == "Resize" and longer > hd.resize_limit:
             scale = hd.resize_limit / longer
             size = (max(1, round(height * scale)), max(1, round(width * scale)))
@@ -485,6 +528,7 @@ def _centred_span(centre: float, side: int, limit: int) -> tuple[int, int]:
 
 __all__ = [
     "MAX_AUTO_CROPS",
+    "MAX_CROPS",
     "ORIGINAL_MAX_PIXELS",
     "STRATEGIES",
     "IOPaintStrategy",

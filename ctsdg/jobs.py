@@ -65,6 +65,9 @@ FORMAT_MODES: dict[str, tuple[str, ...]] = {
     "WEBP": ("RGB", "RGBA"),
     "TIFF": ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I"),
 }
+#: The largest width and height each format can store (PNG, BMP and TIFF: beyond any image
+#: that --max-pixels or memory allows).
+FORMAT_MAX_SIDE: dict[str, int] = {"JPEG": 65_535, "WEBP": 16_383}
 _ALPHA_MODES = ("RGBA", "LA", "PA")
 
 
@@ -200,17 +203,33 @@ def check_outputs(plan: Plan) -> None:
 # --------------------------------------------------------------------------- saving
 
 
+def check_size(size: tuple[int, int], fmt: str) -> None:
+    """InputError when a (width, height) image is wider or taller than ``fmt`` stores."""
+    limit = FORMAT_MAX_SIDE.get(fmt)
+    if limit is not None and max(size) > limit:
+        raise InputError(
+            f"{fmt} stores at most {limit} x {limit} pixels, and this image is "
+            f"{size[0]} x {size[1]}; use PNG or TIFF"
+        )
+
+
 def fit_mode(image: Image.Image, fmt: str) -> tuple[Image.Image, str | None]:
     """``image`` in a mode ``fmt`` stores, and a note when it had to change (else None).
 
-    Raises InputError when the format cannot keep an alpha channel the image has.
+    The one place where a result is fitted to its format, for ``ctsdg inpaint`` and
+    ``ctsdg serve`` alike. Raises InputError when the format cannot keep an alpha channel the
+    image has, or when the image is wider or taller than the format allows
+    (`FORMAT_MAX_SIDE`).
     """
+    check_size(image.size, fmt)
     mode = image.mode
     if mode in FORMAT_MODES[fmt]:
         return image, None
     if mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info):
         if "RGBA" not in FORMAT_MODES[fmt]:
-            raise InputError(f"{fmt} cannot store the alpha channel; write .png, .webp or .tif")
+            raise InputError(
+                f"{fmt} cannot store the alpha channel of this {mode} image; use PNG, WebP or TIFF"
+            )
         converted = image.convert("RGBA")
     elif mode.startswith("I"):
         values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
@@ -395,12 +414,14 @@ def inpaint_command(
 
 
 __all__ = [
+    "FORMAT_MAX_SIDE",
     "FORMAT_MODES",
     "SAVE_EXTENSIONS",
     "Job",
     "Outcome",
     "Plan",
     "check_outputs",
+    "check_size",
     "encode_image",
     "fit_mode",
     "inpaint_command",

@@ -156,6 +156,28 @@ def test_crop_strategy_runs_one_batch_for_all_regions(
     assert_only_holes_changed(np.asarray(image), np.asarray(out), np.asarray(mask) >= 128)
 
 
+def test_crop_with_thousands_of_scattered_holes_falls_back_to_one_resize_pass(
+    inpainter: Inpainter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2 000 x 2 000 with 2 500 one-pixel holes 40 px apart: one forward pass, not 625."""
+    from ctsdg.inference import MAX_CROPS
+
+    calls = count_forward_calls(inpainter, monkeypatch)
+    inpainter.strategy = "crop"
+    holes = np.zeros((2000, 2000), bool)
+    holes[20::40, 20::40] = True
+    assert holes.sum() == 2500
+    with pytest.warns(InpaintWarning, match=f"2500 separate hole regions .* crop's {MAX_CROPS}"):
+        regions = inpainter.regions(holes)
+    assert [r.box for r in regions] == [(0, 0, 2000, 2000)]
+    rgb = np.asarray(photo(2000, 2000))
+    with pytest.warns(InpaintWarning, match="inpainted with resize instead"):
+        out = inpainter.inpaint_rgb(rgb, holes)
+    assert calls == [1]
+    assert_only_holes_changed(rgb, out, holes)
+    assert inpainter.choose_strategy(holes) == "resize"  # auto: no warning, no crop
+
+
 def test_structure_inputs_come_from_the_square_in_the_checkpoints_convention(
     inpainter: Inpainter, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -393,3 +393,16 @@ def test_strategy_original_and_its_pixel_limit_on_the_command_line(
     assert cli(*args) == 0  # within the default limit
     assert "strategy original" in capsys.readouterr().out
     assert np.array_equal(known(Image.open(out)), known(photo(200, 150)))
+
+
+def test_an_image_wider_than_the_format_stores_is_refused_before_the_model_runs(
+    tmp_path: Path, weights_file: Path, capsys, monkeypatch
+) -> None:
+    import ctsdg.inference
+
+    monkeypatch.setattr(ctsdg.inference.Inpainter, "inpaint_rgb", lambda *a, **k: pytest.fail())
+    src, mask = single(tmp_path, Image.new("RGB", (16_384, 100), (90, 90, 90)))
+    assert cli(src, mask, "-o", tmp_path / "out.webp", "--checkpoint", weights_file) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "WEBP stores at most 16383 x 16383" in err, err
+    assert "16384 x 100" in err and not (tmp_path / "out.webp").exists()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
 import re
 import resource
+import select
 import signal
 import struct
 import subprocess
@@ -26,6 +29,7 @@ from starlette.testclient import TestClient
 
 from ctsdg.checkpoints import ModelConfig, save_weights
 from ctsdg.cli import main
+from ctsdg.errors import InputError
 from ctsdg.inference import Inpainter
 from ctsdg.models import Generator
 from ctsdg.serve import Limits, create_app
@@ -186,7 +190,7 @@ def test_health_model_and_page(client) -> None:
         ({"files": files(), "data": {"colour": "red"}}, 400, ["unknown field 'colour'"]),
         ({"files": {"image": ("a.png", png(photo()), "image/png")}}, 400, ["mask: missing"]),
         ({"files": files(image=png(photo(mode="RGBA"))), "data": {"format": "jpeg"}}, 400,
-         ["jpeg", "transparency"]),
+         ["format=jpeg", "alpha channel", "PNG"]),
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400,
          ["not valid JSON"]),
         ({"json": {"image": "@@@", "mask": "AAAA"}}, 400, ["image: not valid base64"]),
@@ -438,3 +442,357 @@ def test_bench_serve_reports_load_rows(capsys) -> None:
     summary = rows[3]
     assert summary["errors"] == 0 and summary["rss_mb_after"] > 100  # the server's, with torch
     assert main([*args[:-1], "--clients", "0"]) == 2
+
+
+# --------------------------------------------------------------------------- hostile inputs
+
+
+def dds_with_unknown_pixel_format() -> bytes:
+    """A DDS file with one mutated byte (its pixel-format flags): Pillow raises
+    NotImplementedError, outside the errors its other decoders raise."""
+    data = bytearray(png(Image.new("RGB", (300, 200), (10, 20, 30)), "DDS"))
+    data[80] = 0
+    return bytes(data)
+
+
+def animated_gif() -> bytes:
+    frames = [photo(mode="P"), photo(mode="L").convert("P")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
+def raw_post(content: bytes, content_type: str) -> dict:
+    return {"content": content, "headers": {"content-type": content_type}}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "words"),
+    [
+        (raw_post(b"[" * 100_000, "application/json"), 400, ["nested too deeply"]),
+        (raw_post(b'{"image": 1' + b"0" * 5000 + b"}", "application/json"), 400,
+         ["not valid JSON", "digits"]),
+        (raw_post(b'{"strategy": "\\ud800", "image": "", "mask": ""}', "application/json"), 400,
+         ["strategy", "lone surrogate"]),
+        (raw_post(b"--x\r\n", "multipart/form-data; boundary=" + "b" * 300), 400,
+         ["boundary of 300 characters", "at most 70"]),
+        ({"files": files(image=dds_with_unknown_pixel_format())}, 400,
+         ["image: unreadable image (NotImplementedError"]),
+        ({"files": files(mask=dds_with_unknown_pixel_format())}, 400, ["mask: unreadable"]),
+        ({"files": files(image=animated_gif())}, 400, ["image has 2 frames (GIF)"]),
+        ({"content": b"x", "headers": {"content-type": "multipart/form-data; boundary=x",
+                                       "content-length": "1" * 10_000}}, 413, ["body"]),
+    ],
+)  # fmt: skip
+def test_hostile_requests_get_400_not_500(client, kwargs, status, words) -> None:
+    assert_error(client.post(INPAINT, **kwargs), status, *words)
+    assert client.get("/api/v1/health").status_code == 200
+
+
+def test_results_are_fitted_to_the_output_format(client) -> None:
+    """CMYK, palette and 16-bit gray inputs into PNG / JPEG: converted as ctsdg inpaint does,
+    and the conversion said in a header; a side over the format's limit is a 400."""
+    cases = [("CMYK", "JPEG", "png", "RGB"), ("P", "PNG", "jpeg", "RGB"),
+             ("I;16", "PNG", "jpeg", "L"), ("CMYK", "JPEG", "webp", "RGB")]  # fmt: skip
+    for mode, source, fmt, expected in cases:
+        sixteen = np.asarray(photo(mode="L")).astype(np.uint16) * 257
+        image = Image.fromarray(sixteen) if mode == "I;16" else photo(mode=mode)
+        response = client.post(INPAINT, files=files(image=png(image, source)), data={"format": fmt})
+        assert response.status_code == 200, (mode, fmt, response.text)
+        assert decoded(response).mode == expected and decoded(response).size == (300, 200)
+        assert "cannot store mode" in response.headers["x-ctsdg-warning"], (mode, fmt)
+    wide = Image.new("RGB", (16_384, 4), (90, 90, 90))
+    mask = box_mask(16_384, 4, (0, 0, 9, 4))
+    response = client.post(
+        INPAINT, files=files(image=png(wide), mask=png(mask)), data={"format": "webp"}
+    )
+    assert_error(response, 400, "format=webp", "at most 16383 x 16383", "16384 x 4", "PNG")
+
+
+def test_line_wrapped_base64_and_the_model_path(client, inpainter, weights_file) -> None:
+    wrapped = base64.encodebytes(png(photo())).decode()  # 76 columns, like GNU base64
+    assert "\n" in wrapped
+    body = {"image": wrapped, "mask": base64.b64encode(png(box_mask())).decode()}
+    assert client.post(INPAINT, json=body).status_code == 200
+    app = create_app(inpainter, checkpoint=str(weights_file))
+    with TestClient(app) as c:
+        info = c.get("/api/v1/model").json()
+    assert info["checkpoint"] == info["name"] == "tiny.safetensors"
+    assert str(weights_file.parent) not in json.dumps(info)
+
+
+def test_a_long_url_gets_a_short_404(client, caplog) -> None:
+    with caplog.at_level("INFO", logger="ctsdg.serve"):
+        response = client.get("/" + "a" * 60_000)  # httpx refuses longer; h11: 16 KiB
+    assert_error(response, 404, "not found: /aaa", "...")
+    assert len(response.content) < 600  # the line twice: under "error" and "errors"
+    assert all(len(r.getMessage()) < 400 for r in caplog.records if r.name == "ctsdg.serve")
+
+
+def test_flags_that_break_every_request_are_refused_at_start(monkeypatch, capsys) -> None:
+    monkeypatch.setattr("ctsdg.serve.server.serve", lambda *a, **k: pytest.fail("served"))
+    monkeypatch.delenv("CTSDG_TOKEN", raising=False)
+    for flags in (["--timeout", "nan"], ["--timeout", "inf"], ["--max-upload-mb", "nan"],
+                  ["--max-upload-mb", "inf"], ["--token", ""], ["--token", "  "]):  # fmt: skip
+        assert main(["serve", "--checkpoint", "x.pt", *flags]) == 2, flags
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and flags[0] in err, err
+    monkeypatch.setenv("CTSDG_TOKEN", "")
+    assert main(["serve", "--checkpoint", "x.pt"]) == 2
+    assert "CTSDG_TOKEN is set but empty" in capsys.readouterr().err
+    with pytest.raises(InputError, match="--timeout"):
+        Limits(timeout_s=float("nan"))
+
+
+# --------------------------------------------------------------------------- slow clients
+
+
+async def call_app(app, body_chunks: list[bytes], *, then_wait: bool, trickle=False) -> list:
+    """POST to the ASGI app directly: ``body_chunks``, then (``then_wait``) no more bytes ever,
+    or (``trickle``) one byte every 20 ms for 3 s. Returns the messages the app sent."""
+    sent: list = []
+    queue = [{"type": "http.request", "body": c, "more_body": True} for c in body_chunks]
+    if not then_wait:
+        queue.append({"type": "http.request", "body": b"", "more_body": False})
+    trickled = []
+
+    async def receive():
+        if queue:
+            return queue.pop(0)
+        await asyncio.sleep(0.02 if trickle else 3600)
+        trickled.append(1)
+        return {"type": "http.request", "body": b"\0", "more_body": len(trickled) < 150}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": INPAINT, "raw_path": INPAINT.encode(),
+             "query_string": b"", "root_path": "", "scheme": "http", "server": ("t", 80),
+             "client": ("c", 1), "http_version": "1.1", "asgi": {"version": "3.0"},
+             "headers": [(b"content-type", b"multipart/form-data; boundary=x")]}  # fmt: skip
+    await app(scope, receive, send)
+    return sent
+
+
+def answer(sent: list) -> tuple[int, dict, str]:
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body.decode()
+
+
+def test_slow_bodies_hold_queue_slots_get_408_in_time_and_503_on_shutdown(inpainter) -> None:
+    async def scenario() -> None:
+        app = create_app(inpainter, Limits(max_queue=2, timeout_s=0.6))
+        slow = asyncio.create_task(call_app(app, [b"--x\r\n"], then_wait=True))
+        stuck = asyncio.create_task(call_app(app, [b"--x\r\n"], then_wait=True))
+        await asyncio.sleep(0.1)
+        assert app.state.worker.pending == 2  # bodies being received hold their slots
+        status, headers, text = answer(await call_app(app, [b"x"], then_wait=False))
+        assert status == 503 and "--max-queue 2" in text and headers["connection"] == "close"
+        start = time.monotonic()
+        status, headers, text = answer(await slow)
+        assert status == 408 and "--timeout 0.6" in text and headers["connection"] == "close"
+        assert time.monotonic() - start < 0.6 + 0.5
+        assert answer(await stuck)[0] == 408
+        assert app.state.worker.pending == 0
+        # a steady trickle (a byte every 20 ms) is cut off at the deadline too
+        start = time.monotonic()
+        status, _, text = answer(await call_app(app, [b"--x"], then_wait=True, trickle=True))
+        assert status == 408 and time.monotonic() - start < 0.6 + 0.5, text
+        # shutdown: a body being received gets 503 at once, not after the deadline
+        app = create_app(inpainter, Limits(timeout_s=60))
+        upload = asyncio.create_task(call_app(app, [b"--x\r\n"], then_wait=True))
+        await asyncio.sleep(0.1)
+        app.state.draining = True
+        start = time.monotonic()
+        status, _, text = answer(await upload)
+        assert status == 503 and "shutting down" in text and time.monotonic() - start < 1
+
+    asyncio.run(scenario())
+
+
+def test_a_timed_out_job_stops_at_its_next_forward_pass(inpainter, recwarn) -> None:
+    """crop with 20 regions is 5 forward passes of 0.3 s; --timeout 0.4 stops it after 2."""
+    calls = []
+
+    class Slow(Inpainter):
+        def _fill(self, crops, holes):
+            calls.append(len(crops))
+            time.sleep(0.3)
+            return super()._fill(crops, holes)
+
+    slow = Slow(inpainter.generator, size=SIZE)
+    holes = np.zeros((200, 300), np.uint8)
+    holes[10:190:40, 10:290:60] = 255  # 5 x 5 = 25 isolated pixels, 25 regions
+    assert len(slow.regions(holes > 0)) == 25
+    app = create_app(slow, Limits(timeout_s=0.4, max_queue=1))
+    with TestClient(app) as c:
+        mask = png(Image.fromarray(holes))
+        response = c.post(INPAINT, files=files(mask=mask), data={"strategy": "crop"})
+        assert_error(response, 503, "--timeout 0.4")
+        deadline = time.monotonic() + 5
+        while app.state.worker.pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.state.worker.pending == 0
+        assert len(calls) <= 3 < 7  # 25 regions / 4 per pass = 7 passes if it had run on
+
+
+def rss_mb_of(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def slow_client(address, kind: str, timeout_s: float, results: list) -> None:
+    """One hostile client: ``body`` declares 4.9 MB, sends 4.5 MB, then a byte every 0.5 s;
+    ``headers`` trickles its headers a byte every 0.5 s; ``silent`` sends nothing. Records
+    (kind, seconds until the server cut it off, the status line it got or '')."""
+    import socket
+
+    sock = socket.create_connection(address, timeout=timeout_s * 3)
+    start = time.monotonic()
+    head = (
+        b"POST /api/v1/inpaint HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; "
+        b"boundary=x\r\nContent-Length: 4900000\r\n\r\n"
+    )
+    answer = b""
+    try:
+        if kind == "body":
+            sock.sendall(head + b"\0" * 4_500_000)
+        trickle = head if kind == "headers" else b"\0" * 400_000
+        for i in range(int(timeout_s * 3 / 0.5)):  # bounded: three times the timeout
+            if kind != "silent":
+                sock.send(trickle[i : i + 1])
+            readable = select.select([sock], [], [], 0.5)[0]
+            if readable:
+                answer = sock.recv(65536)
+                break
+    except OSError:  # reset by the server: cut off too
+        pass
+    finally:
+        sock.close()
+    results.append((kind, time.monotonic() - start, answer.split(b"\r\n", 1)[0].decode()))
+
+
+@contextlib.contextmanager
+def real_server(weights_file: Path, *flags: str):
+    """``ctsdg serve`` on 127.0.0.1 and a free port: yields (process, base URL, address) once
+    health answers; killed at the end if it is still running."""
+    import urllib.request
+
+    command = [sys.executable, "-m", "ctsdg", "serve", "--checkpoint", str(weights_file),
+               "--port", "0", "--size", str(SIZE), "--device", "cpu", *flags]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 120
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            match = re.search(r"open (http://\S+) in a browser", line)
+            url = match[1] if match else None
+        assert url is not None
+        with urllib.request.urlopen(url + "api/v1/health", timeout=60) as response:
+            assert response.status == 200  # started: uvicorn accepts and answers
+        host, port = url.split("//")[1].rstrip("/").split(":")
+        yield proc, url, (host, int(port))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
+def test_real_server_bounds_slow_clients(weights_file):
+    """uvicorn on 127.0.0.1: 30 slow uploads, 4 trickled headers and a silent connection at
+    once. Each is cut off within --timeout, health answers throughout, and the server's memory
+    stays within --max-queue bodies (figures in docs/serving.md)."""
+    import urllib.request
+
+    timeout_s, queue, upload_mb = 6, 2, 5
+    flags = ("--timeout", str(timeout_s), "--max-queue", str(queue),
+             "--max-upload-mb", str(upload_mb))  # fmt: skip
+    with real_server(weights_file, *flags) as (proc, url, address):
+        health = url + "api/v1/health"
+        rss_before = rss_mb_of(proc.pid)
+        results: list = []
+        kinds = ["body"] * 30 + ["headers"] * 4 + ["silent"]
+        threads = [threading.Thread(target=slow_client, args=(address, k, timeout_s, results))
+                   for k in kinds]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        latencies, rss_peak = [], rss_before
+        while any(t.is_alive() for t in threads) and len(latencies) < 200:  # bounded
+            start = time.monotonic()
+            with urllib.request.urlopen(health, timeout=5) as response:
+                assert response.status == 200
+            latencies.append(time.monotonic() - start)
+            rss_peak = max(rss_peak, rss_mb_of(proc.pid))
+            time.sleep(0.2)
+        for thread in threads:
+            thread.join(timeout_s * 4)
+        assert len(results) == len(kinds)
+        cut = {kind: round(max(s for k, s, _ in results if k == kind), 2) for kind in set(kinds)}
+        statuses = sorted({status for _, _, status in results})
+        grown = rss_peak - rss_before
+        print(json.dumps({"timeout_s": timeout_s, "max_queue": queue, "max_upload_mb": upload_mb,
+                          "clients": len(kinds), "cut_off_within_s": cut, "statuses": statuses,
+                          "health_requests": len(latencies),
+                          "health_max_ms": round(max(latencies) * 1000),
+                          "rss_before_mb": round(rss_before),
+                          "rss_peak_growth_mb": round(grown)}))  # fmt: skip
+        assert all(seconds < timeout_s + 1.5 for seconds in cut.values()), cut
+        assert max(latencies) < 1.5 and len(latencies) >= timeout_s  # health all along
+        # the documented bound: --max-queue bodies, briefly twice one while it is parsed
+        assert grown < queue * upload_mb * 2 + upload_mb + 25, grown
+        refusals = {"HTTP/1.1 408 Request Timeout", "HTTP/1.1 503 Service Unavailable", ""}
+        assert set(statuses) <= refusals, statuses
+
+
+@pytest.mark.slow
+def test_real_server_stops_promptly_on_sigterm_with_an_upload_half_sent(weights_file):
+    """SIGTERM with an idle keep-alive connection and an upload half sent: the upload gets
+    503 at once, the idle connection is closed (not answered), the process ends."""
+    import socket
+
+    timeout_s = 20
+    with real_server(weights_file, "--timeout", str(timeout_s)) as (proc, _, address):
+        idle = socket.create_connection(address, timeout=10)
+        idle.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: t\r\n\r\n")
+        seen = b""
+        while b'{"status":"ok"}' not in seen and len(seen) < 65536:  # headers, then the body
+            data = idle.recv(65536)
+            assert data, seen
+            seen += data
+        assert seen.startswith(b"HTTP/1.1 200")
+        upload = socket.create_connection(address, timeout=10)
+        upload.sendall(
+            b"POST /api/v1/inpaint HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; "
+            b"boundary=x\r\nContent-Length: 2000000\r\n\r\n" + b"\0" * 1_000_000
+        )
+        time.sleep(0.5)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        answer = b""
+        try:
+            while not answer.endswith(b"}") and len(answer) < 65536:  # headers, then the body
+                data = upload.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except TimeoutError:
+            answer += b"(no answer within 10 s)"
+        answered = time.monotonic() - start
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout_s)
+        ended = round(time.monotonic() - start, 2) if proc.poll() is not None else None
+        first = answer.split(b"\r\n")[0].decode()
+        print(json.dumps({"timeout_s": timeout_s, "upload_answer": first,
+                          "upload_answered_s": round(answered, 2), "exit_s": ended}))  # fmt: skip
+        assert answer.startswith(b"HTTP/1.1 503") and b"server shutting down" in answer, answer
+        assert idle.recv(65536) == b""  # closed, not answered
+        assert answered < 1.5 and ended is not None and ended < 5, (answered, ended)
+        assert proc.returncode == -signal.SIGTERM
+        assert "Traceback" not in proc.stderr.read()

@@ -199,10 +199,16 @@ def _add_serve(sub: Subparsers) -> None:
         help="largest image, width x height",
     )
     parser.add_argument(
-        "--max-queue", type=positive(int), default=8, help="requests queued or running; more 503"
+        "--max-queue",
+        type=positive(int),
+        default=8,
+        help="requests being received, queued or running; more get 503",
     )
     parser.add_argument(
-        "--timeout", type=positive(float), default=120.0, help="seconds per request before 503"
+        "--timeout",
+        type=positive(float),
+        default=120.0,
+        help="seconds a request may take to arrive (then 408), and then to wait and run (503)",
     )
     parser.add_argument(
         "--token",
@@ -216,13 +222,18 @@ def _run_serve(args: argparse.Namespace) -> int:
     from ctsdg.serve.server import serve
     from ctsdg.serve.uploads import Limits
 
+    token = args.token if args.token is not None else os.environ.get("CTSDG_TOKEN")
+    if args.token is None and token is not None and not token.strip():
+        raise InputError(
+            "CTSDG_TOKEN is set but empty; set it to the token, or unset it to serve without one"
+        )
     limits = Limits(
         max_upload_mb=args.max_upload_mb,
         max_pixels=args.max_pixels,
         max_queue=args.max_queue,
         timeout_s=args.timeout,
         max_original_pixels=args.max_original_pixels,
-        token=args.token or os.environ.get("CTSDG_TOKEN") or None,
+        token=token,  # an empty --token "$UNSET" is refused by Limits, never taken as none
     )
     return serve(
         args.checkpoint,

@@ -5,6 +5,7 @@ commands share (declared once, as argparse parent parsers), value types, and the
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Sequence
 
 from ctsdg.choices import BACKENDS, ORIGINAL_MAX_PIXELS, PRECISIONS, STRUCTURES
@@ -147,6 +148,8 @@ def positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not math.isfinite(value):  # nan / inf parse as floats but break every use
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be positive, got {text}")
         return value

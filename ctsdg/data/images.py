@@ -30,14 +30,12 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 Fit = Literal["resize_crop", "crop", "resize"]
 FITS: tuple[Fit, ...] = ("resize_crop", "crop", "resize")
 
-# What PIL raises for a file that is not an image, is truncated or is corrupt. SyntaxError and
-# ValueError come from some decoders (PNG chunks, BMP headers) on malformed data.
-DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    ValueError,
-    SyntaxError,
-    Image.DecompressionBombError,
-)
+# What decoding untrusted bytes may raise: anything. PIL's decoders raise OSError, ValueError
+# and SyntaxError for most bad data, but others escape from some plugins on mutated files
+# (NotImplementedError from DDS, struct.error, IndexError, KeyError, TypeError, ZeroDivisionError
+# from EXIF and TIFF tags), so every Exception met while a file is opened or decoded means "this
+# file is unreadable" (tests/test_fuzz.py). KeyboardInterrupt and SystemExit are not Exceptions.
+DECODE_ERRORS: tuple[type[BaseException], ...] = (Exception,)
 
 _SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 
@@ -128,7 +126,7 @@ def read_rgb(path: Path) -> Image.Image:
             image = ImageOps.exif_transpose(opened)
             return to_rgb(image)
     except DECODE_ERRORS as err:
-        raise UnreadableImageError(path, f"{type(err).__name__}: {err}") from err
+        raise UnreadableImageError(path, decode_reason(err)) from err
 
 
 def size_hw(size: int | Sequence[int]) -> tuple[int, int]:
@@ -232,12 +230,7 @@ def open_image(path: Path, what: str = "image") -> Image.Image:
     """
     try:
         with Image.open(path) as opened:
-            frames = getattr(opened, "n_frames", 1)
-            if frames > 1:
-                raise InputError(
-                    f"{what} {path} has {frames} frames ({opened.format}); ctsdg inpaints "
-                    "single images: extract the frame you want first"
-                )
+            require_one_frame(opened, f"{what} {path}")
             if opened.mode in ("RGB", "RGBA") and _sixteen_bit_colour(opened):
                 warnings.warn(
                     f"{path} has 16 bits per colour channel, which Pillow decodes to 8: the "
@@ -259,8 +252,29 @@ def open_image(path: Path, what: str = "image") -> Image.Image:
             return image
     except FileNotFoundError:
         raise InputError(f"{what} not found: {path}") from None
+    except InputError:
+        raise
     except DECODE_ERRORS as err:
-        raise InputError(f"cannot read {what} {path}: {type(err).__name__}: {err}") from None
+        raise InputError(f"cannot read {what} {path}: {decode_reason(err)}") from None
+
+
+def require_one_frame(opened: Image.Image, what: str) -> None:
+    """InputError when an opened file holds several frames (animated GIF, multi-page TIFF):
+    only one would be inpainted. ``what`` names the file in the message."""
+    frames = getattr(opened, "n_frames", 1)
+    if frames > 1:
+        raise InputError(
+            f"{what} has {frames} frames ({opened.format}); ctsdg inpaints single images: "
+            "extract the frame you want first"
+        )
+
+
+def decode_reason(err: BaseException, limit: int = 200) -> str:
+    """A decoder's exception as one short line: its type and the first line of its message."""
+    first = (str(err).splitlines() or [""])[0].strip()
+    if len(first) > limit:
+        first = first[:limit] + "..."
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def _sixteen_bit_colour(image: Image.Image) -> bool:

@@ -32,6 +32,7 @@ from ctsdg.data.freeform import (
 from ctsdg.data.images import (
     DECODE_ERRORS,
     UnreadableImageError,
+    decode_reason,
     list_images,
     require_folder,
     sixteen_to_eight,
@@ -76,7 +77,7 @@ def read_holes(path: Path) -> Image.Image:
             opened.load()
             return holes_image(opened)
     except DECODE_ERRORS as err:
-        raise UnreadableImageError(path, f"{type(err).__name__}: {err}") from err
+        raise UnreadableImageError(path, decode_reason(err)) from err
 
 
 def mask_holes(mask: Image.Image | np.ndarray, shape: tuple[int, int]) -> np.ndarray:

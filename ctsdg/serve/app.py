@@ -2,14 +2,15 @@
 
 ``create_app(inpainter, limits)`` builds a Starlette app; routes only parse, queue and encode.
 The model runs in one worker thread behind a bounded queue (`Worker`), so the event loop keeps
-answering (``/api/v1/health`` included) while an image is inpainted, and memory is bounded by
-``max_queue`` bodies of at most ``max_upload_mb`` plus one decoded image at a time.
+answering (``/api/v1/health`` included) while an image is inpainted. A request takes its queue
+slot before its body is read, so memory is bounded by ``max_queue`` bodies (being received,
+queued or running) of at most ``max_upload_mb`` plus one decoded image at a time.
 
 API (``/api/v1``; see docs/serving.md):
 
 - ``GET /api/v1/health`` -> ``{"status": "ok"}``
-- ``GET /api/v1/model`` -> checkpoint, format, structure, size, width, device, precision,
-  strategies, limits
+- ``GET /api/v1/model`` -> name, format, structure, size, width, device, precision, strategies,
+  limits
 - ``POST /api/v1/inpaint`` -> the result image bytes (multipart files ``image`` and ``mask``, or a
   JSON object with base64 strings; optional ``strategy`` and ``format``; or the JSON body that
   IOPaint's clients send, `ctsdg.serve.iopaint`)
@@ -45,9 +46,11 @@ from ctsdg.errors import InputError
 from ctsdg.inference import STRATEGIES, Inpainter
 from ctsdg.serve.uploads import (
     FORMATS,
+    REQUEST_START,
     InpaintRequest,
     Limits,
     RequestError,
+    check_format_size,
     decode,
     encode,
     open_header,
@@ -75,15 +78,25 @@ _PAGE_HEADERS = {
 }
 
 
+#: How much of a request path an error message or a log line shows.
+SHOWN_PATH = 200
+
+
 class QueueFull(RequestError):
-    """503: ``max_queue`` requests are already queued or running."""
+    """503: ``max_queue`` requests are already being received, queued or running."""
+
+
+class JobStopped(Exception):
+    """Raised inside a job whose request has given up (its ``--timeout`` passed)."""
 
 
 class Worker:
-    """One inference thread behind a queue of at most ``max_queue`` jobs (queued + running).
+    """One inference thread behind at most ``max_queue`` slots (bodies being received, jobs
+    queued or running).
 
-    A slot is released when the job really ends, not when its request gives up (a timed-out job
-    that has started keeps running to the end), so the bound always holds.
+    A request `reserve`s its slot before its body is read; the slot is released when the job
+    really ends (`submit`), or by `release` when the request fails before it has a job. A job
+    whose request timed out stops at its next check (`_Job`), so its slot comes back soon.
     """
 
     def __init__(self, max_queue: int) -> None:
@@ -97,19 +110,28 @@ class Worker:
     def pending(self) -> int:
         return self._pending
 
-    def submit(self, job: Callable[[], Any]) -> Future:
+    def reserve(self) -> None:
+        """Take a slot, or raise QueueFull (503 with ``Retry-After``)."""
         with self._lock:
             if self._pending >= self.max_queue:
                 retry = max(1, math.ceil(self._mean_s * self._pending))
                 raise QueueFull(
                     503,
-                    f"server busy: {self._pending} requests queued or running (--max-queue "
-                    f"{self.max_queue}); retry in {retry} s",
-                    {"Retry-After": str(retry)},
+                    f"server busy: {self._pending} requests being received, queued or running "
+                    f"(--max-queue {self.max_queue}); retry in {retry} s",
+                    {"Retry-After": str(retry), "Connection": "close"},
                 )
             self._pending += 1
+
+    def release(self) -> None:
+        """Give back a slot taken by `reserve` that never got a job."""
+        with self._lock:
+            self._pending -= 1
+
+    def submit(self, job: Callable[[], Any]) -> Future:
+        """Queue ``job`` in a slot already reserved; the slot is released when the job ends."""
         future = self._executor.submit(self._timed, job)
-        future.add_done_callback(self._release)
+        future.add_done_callback(lambda _: self.release())
         return future
 
     def retry_after(self) -> int:
@@ -122,20 +144,18 @@ class Worker:
         finally:
             self._mean_s = 0.8 * self._mean_s + 0.2 * (time.perf_counter() - start)
 
-    def _release(self, _: Future) -> None:
-        with self._lock:
-            self._pending -= 1
-
     def shutdown(self) -> None:
         """Finish the jobs already queued, then stop the thread."""
         self._executor.shutdown(wait=True)
 
 
 def model_info(inpainter: Inpainter, checkpoint: str, checkpoint_format: str) -> dict[str, Any]:
-    """What ``GET /api/v1/model`` reports about the loaded model."""
+    """What ``GET /api/v1/model`` reports about the loaded model: the checkpoint's file (or
+    folder) name only, never its path on the server."""
+    name = checkpoint.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or checkpoint
     return {
-        "name": checkpoint.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or checkpoint,
-        "checkpoint": checkpoint,
+        "name": name,
+        "checkpoint": name,
         "format": checkpoint_format,
         "structure": inpainter.structure,
         "size": inpainter.size,
@@ -155,8 +175,9 @@ def create_app(
 ) -> Starlette:
     """The web app serving ``inpainter`` (page + API) within ``limits``.
 
-    ``checkpoint`` and ``checkpoint_format`` are only reported by ``/api/v1/model``. The app's
-    ``state.draining`` set to True makes every new request get 503 (graceful shutdown).
+    ``checkpoint`` (its name) and ``checkpoint_format`` are only reported by ``/api/v1/model``.
+    The app's ``state.draining`` set to True makes every new request get 503, and bodies being
+    received stop with 503 (graceful shutdown).
     """
     limits = limits or Limits()
     worker = Worker(limits.max_queue)
@@ -193,35 +214,57 @@ def create_app(
 
     async def inpaint(request: Request) -> Response:
         headers = {k.lower(): v for k, v in request.headers.items()}
-        body = await read_body(
-            headers, request.stream(), limits.max_upload_bytes, limits.max_upload_mb
-        )
-        fields = parse_request(headers.get("content-type", ""), body)
-        del body
-        # Header checks on the event loop (cheap); decoding and the model in the worker.
-        image = open_header(fields.image, "image", limits.max_pixels)
-        mask = open_header(fields.mask, "mask", limits.max_pixels)
-        variant = variants[fields.strategy]
-        if (fields.iopaint.name if fields.iopaint else fields.strategy).lower() == "original":
-            try:  # refused before it is queued; EXIF rotation keeps the padded area
-                variant.check_original(*image.size)
-            except InputError as err:
-                raise RequestError(400, str(err)) from None
-        fields.format = output_format(fields, image)
-        job = _Job(variant, image, mask, fields)
-        future = worker.submit(job.run)
+        # The request's first byte (ctsdg serve's protocol records it), else now.
+        started = request.scope.get("extensions", {}).get(REQUEST_START, time.monotonic())
+        worker.reserve()  # before the body is read: bodies in memory count against the queue
+        submitted = False
         try:
-            content = await asyncio.wait_for(asyncio.wrap_future(future), limits.timeout_s)
+            body = await read_body(
+                headers,
+                request.receive,
+                limits,
+                deadline=started + limits.timeout_s,
+                draining=lambda: request.app.state.draining,
+            )
+            fields = parse_request(headers.get("content-type", ""), body)
+            del body
+            # Header checks on the event loop (cheap); decoding and the model in the worker.
+            image = open_header(fields.image, "image", limits.max_pixels)
+            mask = open_header(fields.mask, "mask", limits.max_pixels)
+            variant = variants[fields.strategy]
+            if (fields.iopaint.name if fields.iopaint else fields.strategy).lower() == "original":
+                try:  # refused before it is queued; EXIF rotation keeps the padded area
+                    variant.check_original(*image.size)
+                except InputError as err:
+                    raise RequestError(400, str(err)) from None
+            fields.format = output_format(fields, image)
+            check_format_size(image.size, fields.format)
+            job = _Job(variant, image, mask, fields)
+            future = worker.submit(job.run)
+            submitted = True
+        finally:
+            if not submitted:
+                worker.release()
+        try:
+            content, note = await asyncio.wait_for(asyncio.wrap_future(future), limits.timeout_s)
         except asyncio.TimeoutError:  # the wrapped future's cancel drops a job not yet started
+            job.stopped.set()  # and a started one stops at its next check
             raise RequestError(
                 503,
                 f"inpainting took longer than the server's --timeout {limits.timeout_s:g} s",
                 {"Retry-After": str(worker.retry_after())},
             ) from None
-        headers = {"Content-Disposition": f'inline; filename="inpainted.{fields.format}"'}
+        extra = {"X-Ctsdg-Warning": note} if note else {}
         if fields.from_iopaint:  # IOPaint's web app reads it
-            headers["X-Seed"] = str(fields.seed)
-        return Response(content, media_type=FORMATS[fields.format][1], headers=headers)
+            extra["X-Seed"] = str(fields.seed)
+        return Response(
+            content,
+            media_type=FORMATS[fields.format][1],
+            headers={
+                "Content-Disposition": f'inline; filename="inpainted.{fields.format}"',
+                **extra,
+            },
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -246,15 +289,26 @@ def create_app(
 
 
 class _Job:
-    """Decode, inpaint and encode one request (runs in the worker thread)."""
+    """Decode, inpaint and encode one request (runs in the worker thread).
+
+    ``stopped`` set (the request timed out) makes the job end at its next check: between
+    decoding, each forward pass and encoding.
+    """
 
     def __init__(
         self, inpainter: Inpainter, image: Image.Image, mask: Image.Image, fields: InpaintRequest
     ) -> None:
         self.inpainter, self.image, self.mask, self.fields = inpainter, image, mask, fields
+        self.stopped = threading.Event()
 
-    def run(self) -> bytes:
+    def check(self) -> None:
+        if self.stopped.is_set():
+            raise JobStopped("the request's --timeout passed")
+
+    def run(self) -> tuple[bytes, str | None]:
+        self.check()
         image = decode(self.image, "image")
+        self.check()
         mask = decode(self.mask, "mask")
         if mask.size != image.size:
             raise RequestError(
@@ -265,9 +319,12 @@ class _Job:
         if self.fields.from_iopaint:  # as IOPaint reads a mask: its gray only, alpha dropped
             mask = mask.convert("L")
         try:
-            result = self.inpainter.inpaint(image, mask, iopaint=self.fields.iopaint)
+            result = self.inpainter.inpaint(
+                image, mask, iopaint=self.fields.iopaint, check=self.check
+            )
         except InputError as err:
             raise RequestError(400, str(err)) from None
+        self.check()
         return encode(result, self.fields.format)
 
 
@@ -295,14 +352,20 @@ def _api(handler: Callable[[Request], Awaitable[Response]]) -> Callable:
 async def _http_error(request: Request, exc: Exception) -> Response:
     """404 / 405 from the router, as JSON."""
     assert isinstance(exc, HTTPException)
+    path = _shown(request.url.path)
     if exc.status_code == 404:
-        message = f"not found: {request.url.path}"
+        message = f"not found: {path}"
     elif exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
-        message = f"method {request.method} not allowed on {request.url.path}; use {allowed}"
+        message = f"method {request.method} not allowed on {path}; use {allowed}"
     else:
         message = str(exc.detail)
     return _error(exc.status_code, message, dict(exc.headers or {}))
+
+
+def _shown(path: str) -> str:
+    """A request path cut to `SHOWN_PATH` characters (a 100 KB URL gets a short answer)."""
+    return path if len(path) <= SHOWN_PATH else path[:SHOWN_PATH] + "..."
 
 
 class _Gate:
@@ -333,7 +396,7 @@ class _Gate:
                 await self.app(scope, receive, send_logged)
         finally:
             ms = (time.perf_counter() - start) * 1000
-            log.info("%s %s %d %.0f ms", scope["method"], scope["path"], status[0], ms)
+            log.info("%s %s %d %.0f ms", scope["method"], _shown(scope["path"]), status[0], ms)
 
     def _refusal(self, scope: Scope) -> Response | None:
         if self.app_ref.state.draining:

@@ -1,20 +1,27 @@
 """Running the app: ``ctsdg serve`` loads a checkpoint and serves it with uvicorn.
 
-Shutdown (SIGTERM, or Ctrl-C): requests in flight finish, requests that arrive meanwhile get
-503, then the inference thread stops.
+Slow clients: a request's headers and body must arrive within ``--timeout`` of its first byte
+(`_deadline_protocol` for the headers, which the app cannot see; ``read_body`` for the body).
+
+Shutdown (SIGTERM, or Ctrl-C): the listening socket and idle keep-alive connections are closed,
+bodies still being received get 503, jobs in flight finish (each stops at its ``--timeout``),
+then the inference thread stops. uvicorn cancels what is left after ``--timeout`` + 5 s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
+import math
 import socket
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
 from ctsdg.errors import InputError
-from ctsdg.serve.uploads import Limits
+from ctsdg.serve.uploads import REQUEST_START, Limits
 
 log = logging.getLogger("ctsdg.serve")
 
@@ -117,7 +124,14 @@ def serve(
     )
     app = create_app(inpainter, limits, checkpoint=checkpoint, checkpoint_format=fmt)
     _log_to_stderr()
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        http=_deadline_protocol(limits.timeout_s),
+        timeout_graceful_shutdown=math.ceil(limits.timeout_s) + 5,
+    )
     server = _draining_server(config, app)
     print(
         f"serving {checkpoint} ({fmt}, {inpainter.size}x{inpainter.size} model input, "
@@ -128,6 +142,64 @@ def serve(
     # usual status, Ctrl-C becomes KeyboardInterrupt (exit 130) in the CLI.
     server.run(sockets=[sock])
     return 0
+
+
+#: What a client whose headers did not arrive in time gets before its connection is closed.
+_HEADERS_LATE = b'{"error":"headers: not received within the server\'s --timeout"}'
+
+
+def _deadline_protocol(timeout_s: float):
+    """uvicorn's h11 protocol with a deadline on each request's headers.
+
+    The clock starts at the first byte of a request (on a new connection, or after the previous
+    response on a keep-alive one); headers still incomplete ``timeout_s`` later get 408 and the
+    connection is closed. The start is handed to the app (scope extension `REQUEST_START`),
+    whose body deadline counts from it.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    response = (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_HEADERS_LATE), _HEADERS_LATE)
+    )
+
+    class Protocol(H11Protocol):
+        _timer: asyncio.TimerHandle | None = None
+        _started = 0.0
+
+        def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+            super().connection_made(transport)
+            self._started = time.monotonic()  # a connection that sends nothing is cut too
+            self._timer = self.loop.call_later(timeout_s, self._headers_late)
+
+        def data_received(self, data: bytes) -> None:
+            idle = self.cycle is None or self.cycle.response_complete
+            if idle and self._timer is None:
+                self._started = time.monotonic()
+                self._timer = self.loop.call_later(timeout_s, self._headers_late)
+            before = self.cycle
+            super().data_received(data)
+            if self.cycle is not before:  # the headers are complete: a request began
+                self._cancel()
+                self.cycle.scope.setdefault("extensions", {})[REQUEST_START] = self._started
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel()
+            super().connection_lost(exc)
+
+        def _cancel(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _headers_late(self) -> None:
+            self._timer = None
+            if not self.transport.is_closing():
+                log.info("- (headers) 408 %.0f ms", (time.monotonic() - self._started) * 1000)
+                self.transport.write(response)
+                self.transport.close()
+
+    return Protocol
 
 
 def _draining_server(config, app):

@@ -3,7 +3,9 @@
 Every limit is checked here, in one place, in the order that costs least:
 
 1. the body's size: ``Content-Length`` first, then the bytes as they arrive (a client may lie or
-   send chunked data), so at most ``max_upload_mb`` is ever held;
+   send chunked data), so at most ``max_upload_mb`` is ever held; and its time: the whole body
+   must arrive within ``timeout_s`` of the request's first byte (408 otherwise), and a server
+   that starts shutting down stops waiting for it (503);
 2. the fields: ``multipart/form-data`` (files ``image`` and ``mask``, fields ``strategy`` and
    ``format``) or a JSON object with the same keys, the images as base64 strings; the fields of
    IOPaint's request are read as IOPaint means them (`ctsdg.serve.iopaint`), any other is
@@ -19,23 +21,29 @@ one-line message that names the field and what was expected.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
 import json
+import math
+import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, ImageOps
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from ctsdg.choices import ORIGINAL_MAX_PIXELS
-from ctsdg.data.images import DECODE_ERRORS
+from ctsdg.data.images import DECODE_ERRORS, decode_reason, require_one_frame
 from ctsdg.errors import InputError
 from ctsdg.inference import STRATEGIES, IOPaintStrategy
+from ctsdg.jobs import check_size, encode_image
 from ctsdg.serve.iopaint import is_iopaint_field, read_seed, read_strategy
 
 #: Output formats of ``POST /api/v1/inpaint`` -> (PIL format name, media type).
@@ -48,6 +56,8 @@ FIELDS = ("image", "mask", "strategy", "format")
 #: PIL's name of an input's format -> the output format a request without ``format`` gets back
 #: when it is IOPaint's (the input's own; any other input format comes back as PNG).
 INPUT_FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp"}
+#: The longest multipart boundary RFC 2046 allows.
+MAX_BOUNDARY = 70
 
 
 class RequestError(Exception):
@@ -67,11 +77,16 @@ class Limits:
     Attributes:
         max_upload_mb: largest request body, in MiB (``--max-upload-mb``).
         max_pixels: largest image or mask, width x height (``--max-pixels``).
-        max_queue: requests queued or running at once; more get 503 (``--max-queue``).
-        timeout_s: seconds a request may wait and run before it gets 503 (``--timeout``).
+        max_queue: requests being received, queued or running at once; more get 503
+            (``--max-queue``).
+        timeout_s: seconds a request may take to arrive (408 after), and seconds it may then
+            wait and run (503 after; the work stops at its next forward pass) (``--timeout``).
         max_original_pixels: largest image strategy ``original`` runs, width x height after
             padding to multiples of 128 (``--max-original-pixels``; more: 400).
         token: when set, every ``/api/`` call needs ``Authorization: Bearer <token>``.
+
+    Values that would break every request (NaN, infinity, zero or less, an empty token) raise
+    InputError naming the flag.
     """
 
     max_upload_mb: float = 25.0
@@ -80,6 +95,22 @@ class Limits:
     timeout_s: float = 120.0
     max_original_pixels: int = ORIGINAL_MAX_PIXELS
     token: str | None = None
+
+    def __post_init__(self) -> None:
+        for flag, value in (
+            ("--max-upload-mb", self.max_upload_mb),
+            ("--max-pixels", self.max_pixels),
+            ("--max-queue", self.max_queue),
+            ("--timeout", self.timeout_s),
+            ("--max-original-pixels", self.max_original_pixels),
+        ):
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise InputError(f"{flag}: expected a finite positive number, got {value!r}")
+        if self.token is not None and not self.token.strip():
+            raise InputError(
+                "--token: empty (was it given a variable that is not set?); pass a non-empty "
+                "token, or leave --token and CTSDG_TOKEN out to serve without one"
+            )
 
     @property
     def max_upload_bytes(self) -> int:
@@ -111,24 +142,71 @@ class InpaintRequest:
 # --------------------------------------------------------------------------- the body
 
 
+#: The ASGI scope extension in which ``ctsdg serve``'s protocol records the `time.monotonic`
+#: of a request's first byte, so that headers and body share one ``--timeout``.
+REQUEST_START = "ctsdg.request_start"
+#: How often a body being received looks at the server's draining flag, in seconds.
+DRAIN_POLL_S = 0.2
+#: A refusal sent before the body has arrived closes the connection: the rest is not read.
+CLOSE = {"Connection": "close"}
+
+
 async def read_body(
-    headers: dict[str, str], stream: AsyncIterator[bytes], limit: int, limit_mb: float
+    headers: dict[str, str],
+    receive: Receive,
+    limits: Limits,
+    *,
+    deadline: float,
+    draining: Callable[[], bool],
 ) -> bytes:
-    """The whole body, refusing (413) as soon as it is known to exceed ``limit`` bytes."""
-    too_large = RequestError(413, f"body: larger than the server's --max-upload-mb {limit_mb:g}")
+    """The whole body, refusing as soon as it is known to exceed the upload limit (413), is
+    not complete at ``deadline`` (`time.monotonic`, 408), or the server is ``draining`` (503).
+    """
+    too_large = RequestError(
+        413, f"body: larger than the server's --max-upload-mb {limits.max_upload_mb:g}", CLOSE
+    )
     declared = headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
-            raise RequestError(400, f"Content-Length: expected a number of bytes, got {declared!r}")
-        if int(declared) > limit:
+        if not (declared.isascii() and declared.isdigit()):
+            shown = declared if len(declared) <= 40 else declared[:40] + "..."
+            raise RequestError(
+                400, f"Content-Length: expected a number of bytes, got {shown!r}", CLOSE
+            )
+        digits = declared.lstrip("0")  # 5000 digits are too many for int() and any body
+        if len(digits) > 18 or int(digits or "0") > limits.max_upload_bytes:
             raise too_large
     chunks, size = [], 0
-    async for chunk in stream:
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    pending: asyncio.Future | None = None
+    try:
+        while True:  # checked before every chunk: a steady trickle is cut off too
+            if draining():
+                raise RequestError(503, "server shutting down", {"Retry-After": "5", **CLOSE})
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RequestError(
+                    408,
+                    f"body: not received within the server's --timeout {limits.timeout_s:g} s "
+                    f"({size} bytes arrived)",
+                    CLOSE,
+                )
+            if pending is None:
+                pending = asyncio.ensure_future(receive())
+            await asyncio.wait({pending}, timeout=min(left, DRAIN_POLL_S))
+            if not pending.done():
+                continue
+            message, pending = pending.result(), None
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limits.max_upload_bytes:
+                raise too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    finally:
+        if pending is not None:
+            pending.cancel()
 
 
 def parse_request(content_type: str, body: bytes) -> InpaintRequest:
@@ -138,6 +216,12 @@ def parse_request(content_type: str, body: bytes) -> InpaintRequest:
         boundary = params.get(b"boundary")
         if not boundary:
             raise RequestError(400, "Content-Type: multipart/form-data without a boundary")
+        if len(boundary) > MAX_BOUNDARY:
+            raise RequestError(
+                400,
+                f"Content-Type: a multipart boundary of {len(boundary)} characters; at most "
+                f"{MAX_BOUNDARY} (RFC 2046)",
+            )
         fields = _parse_multipart(body, boundary)
     elif media == b"application/json":
         fields = _parse_json(body)
@@ -261,8 +345,11 @@ def _parse_json(body: bytes) -> dict[str, Any]:
     IOPaint's other fields keep their JSON values (`ctsdg.serve.iopaint` reads them)."""
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RequestError(400, f"body: not valid JSON ({err})") from None
+    except RecursionError:
+        raise RequestError(400, "body: JSON nested too deeply") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, the int digits limit
+        first = (str(err).splitlines() or [""])[0][:200]
+        raise RequestError(400, f"body: not valid JSON ({first})") from None
     if not isinstance(data, dict):
         raise RequestError(400, f"body: expected a JSON object, got {type(data).__name__}")
     fields: dict[str, Any] = {}
@@ -277,12 +364,15 @@ def _parse_json(body: bytes) -> dict[str, Any]:
         if key in ("image", "mask"):
             if value.startswith("data:"):
                 value = value.partition(",")[2]
-            try:
-                fields[key] = base64.b64decode(value, validate=True)
+            try:  # line breaks (GNU base64 wraps at 76 columns) and spaces are not data
+                fields[key] = base64.b64decode("".join(value.split()), validate=True)
             except (binascii.Error, ValueError):
                 raise RequestError(400, f"{key}: not valid base64") from None
         else:
-            fields[key] = value.encode("utf-8")
+            try:
+                fields[key] = value.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800")
+                raise RequestError(400, f"{key}: expected text, got a lone surrogate") from None
     return fields
 
 
@@ -299,8 +389,10 @@ def open_header(data: bytes, what: str, max_pixels: int) -> Image.Image:
             opened = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
         raise RequestError(413, f"{what}: {too_large}") from None
-    except DECODE_ERRORS:
+    except Image.UnidentifiedImageError:
         raise RequestError(400, f"{what}: not an image format the server reads") from None
+    except DECODE_ERRORS as err:  # any exception from untrusted bytes (ctsdg.data.images)
+        raise RequestError(400, f"{what}: unreadable image ({decode_reason(err)})") from None
     width, height = opened.size
     if width * height > max_pixels:
         raise RequestError(413, f"{what}: {width}x{height} pixels is {too_large}")
@@ -308,33 +400,33 @@ def open_header(data: bytes, what: str, max_pixels: int) -> Image.Image:
 
 
 def decode(opened: Image.Image, what: str) -> Image.Image:
-    """Decode the pixels of an image from `open_header`, EXIF orientation applied (400 if bad)."""
+    """Decode the pixels of an image from `open_header`, EXIF orientation applied (400 if bad,
+    or if it has several frames, as ``ctsdg inpaint`` refuses them)."""
     try:
+        require_one_frame(opened, what)
         opened.load()  # truncation and corrupt data surface here
         return ImageOps.exif_transpose(opened)
-    except DECODE_ERRORS as err:
-        first = (str(err).splitlines() or [""])[0]
-        raise RequestError(
-            400, f"{what}: unreadable image ({type(err).__name__}: {first})"
-        ) from None
+    except InputError as err:
+        raise RequestError(400, str(err)) from None
+    except DECODE_ERRORS as err:  # any exception from untrusted bytes (ctsdg.data.images)
+        raise RequestError(400, f"{what}: unreadable image ({decode_reason(err)})") from None
     finally:
         opened.close()
 
 
-def encode(image: Image.Image, fmt: str) -> bytes:
-    """The result as ``fmt`` bytes (PNG lossless; JPEG / WebP at quality 95, as ctsdg inpaint)."""
-    pil_format, _ = FORMATS[fmt]
-    if fmt == "jpeg" and image.mode in ("RGBA", "LA"):
-        raise RequestError(
-            400, f"format: jpeg cannot hold this {image.mode} image's transparency; ask for png"
-        )
-    if fmt == "webp" and image.mode == "LA":
-        image = image.convert("RGBA")
-    options: dict[str, Any] = {}
-    if "icc_profile" in image.info:
-        options["icc_profile"] = image.info["icc_profile"]
-    if fmt in ("jpeg", "webp"):
-        options["quality"] = 95
-    buffer = io.BytesIO()
-    image.save(buffer, format=pil_format, **options)
-    return buffer.getvalue()
+def check_format_size(size: tuple[int, int], fmt: str) -> None:
+    """400 before any work when the result could not be stored as ``fmt`` (`jobs.check_size`)."""
+    try:
+        check_size(size, FORMATS[fmt][0])
+    except InputError as err:
+        raise RequestError(400, f"format={fmt}: {err}") from None
+
+
+def encode(image: Image.Image, fmt: str) -> tuple[bytes, str | None]:
+    """The result as ``fmt`` bytes, encoded as ``ctsdg inpaint`` writes that format
+    (`ctsdg.jobs.encode_image`: the mode fitted to the format, with a note saying so); 400 for
+    what the format cannot hold (transparency in JPEG, a side over its limit)."""
+    try:
+        return encode_image(image, FORMATS[fmt][0])
+    except InputError as err:
+        raise RequestError(400, f"format={fmt}: {err}") from None
