@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -115,3 +117,26 @@ def read_state_dict(path: str | os.PathLike[str], what: str) -> dict[str, torch.
     if not isinstance(state, dict):
         raise InputError(f"{path}: expected a state dict of {what}, got {type(state).__name__}")
     return {str(k).removeprefix("module."): v for k, v in state.items()}
+
+
+# torchvision (and torch.hub) name a published file NAME-<first hex digits of its SHA-256>.EXT.
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z]+$")
+
+
+def check_published_hash(path: str | os.PathLike[str]) -> None:
+    """For a file named like torchvision's downloads (``vgg16-397923af.pth``), check that its
+    SHA-256 starts with the hex digits in the name; raise InputError if it does not (a partial
+    or altered download). Other names are not checked."""
+    path = Path(path)
+    found = _HASH_IN_NAME.search(path.name)
+    if found is None or not path.is_file():
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(found.group(1)):
+        raise InputError(
+            f"{path}: SHA-256 {digest.hexdigest()[:12]}... does not start with {found.group(1)}, "
+            "the checksum its name carries (an incomplete or altered download; fetch it again)"
+        )

@@ -213,12 +213,83 @@ def test_cli_train_and_errors(tmp_path: Path, capsys) -> None:
     args = [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in TINY.items()]
     save = f"save_path={tmp_path / 'run'}"
     assert main(["train", "--config", "demo", *args, save, "train_iter=1", "finetune_iter=0"]) == 0
-    assert main(["train", "--config", "demo", *args, save, "--dry-run"]) == 0
-    assert "training images" in capsys.readouterr().out
+    assert main(["train", "--config", "demo", *args, save, "resume=auto", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "training images" in out and "checkpoint_0000001.pt" in out
     assert main(["train", "--config", "demo", "bogus_key=1"]) == 2
     assert "unknown config key 'bogus_key'" in capsys.readouterr().err
     assert main(["train", "--config", "celeba", "data_root=/nonexistent/celeba", "--dry-run"]) == 2
     assert "/nonexistent/celeba" in capsys.readouterr().err
+
+
+def _dry_run_cases(tmp_path: Path) -> dict[str, list[str]]:
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "config.yaml").write_text("seed: 1\n")
+    (tmp_path / "file").write_text("not a folder")
+    return {
+        "pretrained": ["pretrained=" + str(tmp_path / "missing.pth")],
+        "resume": ["resume=" + str(tmp_path / "missing.pt")],
+        "data": ["dataset=folder", "data_root=" + str(tmp_path / "no_images")],
+        "masks": ["train_masks_root=" + str(tmp_path / "no_masks")],
+        "vgg": ["pretrained_vgg=" + str(tmp_path / "vgg16-397923af.pth")],
+        "used run folder": ["save_path=" + str(used)],
+        "unusable run folder": ["save_path=" + str(tmp_path / "file" / "run")],
+        "device": ["device=cuda:7"],
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "pretrained",
+        "resume",
+        "data",
+        "masks",
+        "vgg",
+        "used run folder",
+        "unusable run folder",
+        "device",
+    ],
+)
+def test_dry_run_refuses_what_the_run_refuses(tmp_path: Path, capsys, case: str) -> None:
+    args = [
+        *_tiny_args(tmp_path),
+        "train_iter=1",
+        "finetune_iter=0",
+        *_dry_run_cases(tmp_path)[case],
+    ]
+    assert main(["train", "--config", "demo", *args, "--dry-run"]) == 2
+    dry = capsys.readouterr().err.strip().splitlines()
+    assert main(["train", "--config", "demo", *args]) == 2
+    real = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in dry if line.startswith("ctsdg: error:")]
+    assert len(errors) == 1 and errors == [
+        line for line in real if line.startswith("ctsdg: error:")
+    ]
+    # The refused run left no folder behind (not even one holding only .lock).
+    assert not (tmp_path / "run").exists()
+
+
+def test_dry_run_passes_where_the_run_starts(tmp_path: Path, capsys) -> None:
+    args = [*_tiny_args(tmp_path), "train_iter=1", "finetune_iter=0"]
+    assert main(["train", "--config", "demo", *args, "--dry-run"]) == 0
+    assert "device cpu" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()  # a dry run creates nothing
+    assert main(["train", "--config", "demo", *args]) == 0
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint_0000001.pt").is_file()
+
+
+def test_a_refused_run_removes_only_what_it_created(tmp_path: Path) -> None:
+    from ctsdg.training.run_folder import RunFolder
+
+    with RunFolder(tmp_path / "a" / "b", fresh=True, overwrite=False):
+        assert (tmp_path / "a" / "b" / ".lock").exists()
+    assert not (tmp_path / "a").exists()  # nothing but the lock: gone, with the parent it made
+    (tmp_path / "kept").mkdir()
+    with RunFolder(tmp_path / "kept", fresh=True, overwrite=False):
+        pass
+    assert (tmp_path / "kept").is_dir()  # the user's folder stays
 
 
 def test_shipped_configs_load() -> None:

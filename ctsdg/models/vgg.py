@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ctsdg.errors import InputError
-from ctsdg.fileio import read_state_dict
+from ctsdg.fileio import check_published_hash, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,10 @@ def load_vgg16_features(features: nn.Sequential, path: str | Path) -> None:
 
     The file is read with ``weights_only=True``; keys past ``features`` (``classifier.*``) and
     layers beyond ``len(features)`` are ignored. Raises InputError for a missing file or a file
-    without the wanted VGG16 convolution weights.
+    without the wanted VGG16 convolution weights, or one whose SHA-256 does not match the
+    checksum prefix in its name (`check_published_hash`).
     """
+    check_published_hash(path)
     state = read_state_dict(
         path,
         "VGG16 weights (torchvision's vgg16-397923af.pth: pretrained_vgg=PATH, or "
