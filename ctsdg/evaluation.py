@@ -61,6 +61,7 @@ from ctsdg.evaluation_report import (
     write_reports,
 )
 from ctsdg.fileio import atomic_write_bytes, check_output_dir
+from ctsdg.heartbeat import Heartbeat, eta
 from ctsdg.metrics import LPIPS, score_composites
 
 BASELINE_FLAGS = {"telea": "INPAINT_TELEA", "ns": "INPAINT_NS"}
@@ -212,7 +213,13 @@ def evaluate(
     # a bar on a terminal only: in a log file it is thousands of carriage returns
     shown = progress and ctx.is_main and sys.stderr.isatty()
     bar = tqdm(total=len(dataset), unit="img", disable=not shown, desc="eval", file=sys.stderr)
-    with torch.inference_mode():
+
+    def where() -> str:  # off a terminal, said when a while passed without a line
+        done = len(results) * ctx.world_size
+        return f"evaluating {cfg.method}: {eta(done, len(dataset), time.perf_counter() - start)}"
+
+    beat = Heartbeat(where, enabled=ctx.is_main and not shown)
+    with torch.inference_mode(), beat:
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
             if generator is not None:

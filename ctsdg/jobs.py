@@ -32,6 +32,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from ctsdg.data.images import IMAGE_EXTENSIONS, list_images, open_image, split_i
 from ctsdg.data.masks import mask_holes
 from ctsdg.errors import InpaintWarning, InputError
 from ctsdg.fileio import atomic_write_bytes, check_output_dir
+from ctsdg.heartbeat import Heartbeat, eta
 from ctsdg.inference import Inpainter, Strategy
 
 #: Output extensions and the PIL format each writes.
@@ -310,8 +312,15 @@ def run_jobs(
     rank, world = shard
     mine = jobs[rank::world]
     show = progress and len(mine) > 1 and sys.stderr.isatty()
-    for job in tqdm(mine, unit="img", disable=not show, file=sys.stderr):
-        yield run_job(inpainter, job)
+    start, done = time.perf_counter(), 0
+    beat = Heartbeat(  # off a terminal: a line when a while passed without one
+        lambda: f"inpainting: {eta(done, len(mine), time.perf_counter() - start)}",
+        enabled=len(mine) > 1 and not show,
+    )
+    with beat:
+        for job in tqdm(mine, unit="img", disable=not show, file=sys.stderr):
+            yield run_job(inpainter, job)
+            done += 1
 
 
 # --------------------------------------------------------------------------- the command

@@ -725,3 +725,34 @@ def test_os_errors_in_words(code: str, reason: str) -> None:
     err = OSError(number, os.strerror(number), "/x/y")
     assert describe_os_error("/out", err) == f"/out: {reason}"
     assert describe_os_error(None, err) == f"/x/y: {reason}"
+
+
+def test_monitor_without_a_bar_prints_progress_lines(tmp_path: Path, capsys, monkeypatch) -> None:
+    import time
+
+    from ctsdg import heartbeat
+    from ctsdg.training import monitor
+
+    monkeypatch.setattr(heartbeat, "QUIET_LIMIT_S", 0.2)
+    monkeypatch.setattr(heartbeat, "POLL_S", 0.02)
+    watch = monitor.Monitor(tmp_path, total=5, start=1, progress=True, tensorboard=False)
+    watch.record({"g_total": torch.tensor(1.0)})
+    watch.record({"g_total": torch.tensor(1.0)})
+    time.sleep(0.5)  # a slow step: the thread speaks without waiting for the step's end
+    watch.print("a line of the run's own")
+    watch.close()
+    lines = capsys.readouterr().out.splitlines()
+    beats = [line for line in lines if "training: iter" in line]
+    assert beats and lines[-1] == "a line of the run's own"
+    assert all(" training: iter 3 of 5; 2 of 4 (50 %), " in line for line in beats)
+    assert all(line.endswith("minutes left of this run") for line in beats)
+    assert (tmp_path / "log.txt").read_text() == "a line of the run's own\n"  # not the log
+    time.sleep(0.3)
+    assert capsys.readouterr().out == ""  # closed: the thread is gone
+
+
+def test_heartbeat_eta_wording() -> None:
+    from ctsdg.heartbeat import eta
+
+    assert eta(0, 400, 5.0) == "0 of 400 (0 %)"
+    assert eta(100, 400, 50.0) == "100 of 400 (25 %), 0.50 s each, about 2.5 minutes left"
