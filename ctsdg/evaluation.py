@@ -43,6 +43,7 @@ from PIL import Image
 
 from ctsdg.config import Config
 from ctsdg.data import Batch, build_loader, dataset_from_config
+from ctsdg.data.loader import worker_count
 from ctsdg.data.structure import STRUCTURES
 from ctsdg.data.tensors import image_to_tensor, tensor_to_image
 from ctsdg.errors import InputError
@@ -180,7 +181,7 @@ def evaluate(
         limit=cfg.eval_limit or None,
     )
     loader = build_loader(
-        dataset, cfg.test_batch_size, train=False, num_workers=cfg.num_parallel_workers,
+        dataset, cfg.test_batch_size, train=False, num_workers=worker_count(cfg),
         distributed=(ctx.rank, ctx.world_size),
     )  # fmt: skip
     settings.update(

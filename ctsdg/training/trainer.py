@@ -24,6 +24,7 @@ from typing import Any
 from ctsdg.checkpoints import LoadedWeights
 from ctsdg.config import Config
 from ctsdg.data import Batch, InpaintingDataset, build_loader, dataset_from_config
+from ctsdg.data.loader import worker_count
 from ctsdg.errors import InputError, describe_os_error
 from ctsdg.fileio import atomic_write
 from ctsdg.models import GeneratorOutput, VGG16Features
@@ -147,7 +148,7 @@ def _train(config: Config, ctx: Context, overwrite: bool) -> TrainResult:
             dataset,
             config.batch_size,
             train=True,
-            num_workers=config.num_parallel_workers,
+            num_workers=worker_count(config),
             seed=config.seed,
             distributed=(ctx.rank, ctx.world_size),
             start_batch=start,
