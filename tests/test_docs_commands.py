@@ -224,3 +224,57 @@ def test_block_runs_as_written(
     assert done.returncode == 0, (
         f"{block.id}\n{block.text}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     )
+
+
+def _readme_serve_lines() -> tuple[str, str]:
+    """The README's ``ctsdg serve ... --token`` line and the curl command after it."""
+    (block,) = [b for b in BLOCKS if b.path.name == "README.md" and "--token" in b.text]
+    lines = re.sub(r"\\\n\s*", " ", block.text).splitlines()
+    serve = next(line for line in lines if line.startswith("ctsdg serve") and "--token" in line)
+    curl = next(line for line in lines if line.startswith("curl"))
+    return serve, curl
+
+
+@pytest.mark.slow
+def test_readme_token_serve_and_curl_lines_work_together(
+    sandbox: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """The README's served-with-a-token line and its curl line, as written but for the port
+    (8080 may be taken on a shared machine): the answer is the inpainted PNG, not a 401."""
+    import socket
+    import time
+    import urllib.request
+
+    base, env = sandbox
+    root = tmp_path / "clone"
+    shutil.copytree(base, root, symlinks=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    serve, curl = (line.replace("8080", port) for line in _readme_serve_lines())
+    assert "Authorization: Bearer $SECRET" in curl
+    server = subprocess.Popen(
+        ["bash", "-c", f"exec {serve}"], cwd=root, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, server.stdout.read() if server.stdout else ""
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.5)
+        done = subprocess.run(["bash", "-c", curl], cwd=root, env=env, capture_output=True)
+        assert done.returncode == 0, done.stderr
+        assert (root / "result.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        unauthorised = subprocess.run(
+            ["bash", "-c", curl.replace("$SECRET", "wrong") + " -w '%{http_code}'"],
+            cwd=root, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert unauthorised.stdout.endswith("401")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)

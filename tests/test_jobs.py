@@ -81,6 +81,16 @@ def test_single_file_keeps_format_size_and_alpha(tmp_path: Path, weights_file: P
     assert not (tmp_path / "out.jpg").exists()
 
 
+def test_a_likely_swapped_pair_warns_and_still_runs(tmp_path: Path, weights_file, capsys):
+    src, mask = single(tmp_path, photo(160, 128), "photo.png")
+    assert cli(src, mask, "-o", tmp_path / "right.png", "--checkpoint", weights_file) == 0
+    assert "swapped" not in capsys.readouterr().err  # photo first, two-valued mask second
+    assert cli(mask, src, "-o", tmp_path / "swapped.png", "--checkpoint", weights_file) == 0
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "swapped" in x]
+    assert line.startswith("ctsdg: warning: ") and "mask.png has only two values" in line
+    assert (tmp_path / "swapped.png").is_file()  # a warning, not a refusal
+
+
 def test_folders_pair_by_name_and_unpaired_files_fail_alike(
     tmp_path: Path, weights_file: Path, capsys
 ) -> None:
