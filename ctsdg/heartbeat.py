@@ -5,6 +5,10 @@ it would be one line per redraw, so ctsdg shows bars only on terminals. Everywhe
 `Heartbeat` prints a line saying how far a long step is and roughly how long is left, whenever
 `QUIET_LIMIT_S` seconds passed without a line: a background thread does it, so a single slow
 step (a loaded machine, a large image) cannot hold the line back.
+
+Heartbeats nest: the quiet time is the process's (any heartbeat's line, or `Heartbeat.said`,
+resets it), and only the innermost running heartbeat speaks, so a step's own heartbeat (an
+evaluation's) takes over from the one around it (the demo's) and hands back when it ends.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from collections.abc import Callable
 QUIET_LIMIT_S = 15.0
 #: How often the thread looks at the clock.
 POLL_S = 1.0
+
+_lock = threading.Lock()
+_running: list[Heartbeat] = []  # innermost last
+_last_line = time.monotonic()
 
 
 def eta(done: int, total: int, elapsed: float) -> str:
@@ -40,7 +48,6 @@ class Heartbeat:
     def __init__(self, message: Callable[[], str], *, enabled: bool = True) -> None:
         self._message = message
         self._enabled = enabled
-        self._last = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -53,7 +60,10 @@ class Heartbeat:
 
     def start(self) -> None:
         if self._enabled and self._thread is None:
-            self._last = time.monotonic()
+            self.said()
+            with _lock:
+                _running.append(self)
+            self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="ctsdg-heartbeat", daemon=True)
             self._thread.start()
 
@@ -62,14 +72,21 @@ class Heartbeat:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+            with _lock:
+                _running.remove(self)
 
-    def said(self) -> None:
-        """The caller just printed a line: the quiet time starts again."""
-        self._last = time.monotonic()
+    @staticmethod
+    def said() -> None:
+        """A line was just printed: the quiet time starts again."""
+        global _last_line
+        _last_line = time.monotonic()
 
     def _run(self) -> None:
         while not self._stop.wait(POLL_S):
-            if time.monotonic() - self._last >= QUIET_LIMIT_S:
+            with _lock:
+                speaks = bool(_running) and _running[-1] is self
+                quiet = time.monotonic() - _last_line >= QUIET_LIMIT_S
+            if speaks and quiet:
                 stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
                 print(f"{stamp} {self._message()}", file=sys.stdout, flush=True)
-                self._last = time.monotonic()
+                self.said()

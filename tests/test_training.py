@@ -756,3 +756,22 @@ def test_heartbeat_eta_wording() -> None:
 
     assert eta(0, 400, 5.0) == "0 of 400 (0 %)"
     assert eta(100, 400, 50.0) == "100 of 400 (25 %), 0.50 s each, about 2.5 minutes left"
+
+
+def test_nested_heartbeats_speak_one_at_a_time(capsys, monkeypatch) -> None:
+    import time
+
+    from ctsdg import heartbeat
+
+    monkeypatch.setattr(heartbeat, "QUIET_LIMIT_S", 0.15)
+    monkeypatch.setattr(heartbeat, "POLL_S", 0.01)
+    with heartbeat.Heartbeat(lambda: "outer"):
+        time.sleep(0.4)
+        with heartbeat.Heartbeat(lambda: "inner"):
+            time.sleep(0.4)
+        time.sleep(0.4)
+    words = [line.split()[-1] for line in capsys.readouterr().out.splitlines()]
+    first_inner, last_inner = words.index("inner"), len(words) - 1 - words[::-1].index("inner")
+    assert words[0] == "outer" and words[-1] == "outer"  # the outer one before and after
+    assert set(words[first_inner : last_inner + 1]) == {"inner"}  # never both at once
+    assert 3 <= len(words) <= 10  # at most one line per quiet spell of 0.15 s in 1.2 s

@@ -90,11 +90,12 @@ def _run_train(args: argparse.Namespace) -> int:
 
         print(config.to_yaml(), end="")
         device = resolve_device(config.device)  # what the run's process-group setup checks
-        ready = prepare(config, overwrite=args.overwrite)
+        ready = prepare(config, overwrite=args.overwrite, fetch=False)
+        start = ready.pretrained.path if ready.pretrained else config.pretrained or "random"
         print(
             f"# {len(ready.dataset)} training images; stages {ready.plan}; "
             f"resume from {ready.source.path if ready.source else None}; "
-            f"starting weights {ready.pretrained.path if ready.pretrained else 'random'}; "
+            f"starting weights {start}; "
             f"device {device}; the run folder {config.save_path} can be used"
         )
         return 0

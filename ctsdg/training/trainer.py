@@ -88,16 +88,19 @@ class Prepared:
     plan: list[tuple[str, int]]
     source: checkpoint.TrainingCheckpoint | None  # what resume= continues from
     pretrained: LoadedWeights | None
-    vgg: VGG16Features
+    vgg: VGG16Features | None  # None: left to `build_state` (a dry run's ``auto``)
     dataset: InpaintingDataset  # the training images
 
 
-def prepare(config: Config, *, overwrite: bool) -> Prepared:
+def prepare(config: Config, *, overwrite: bool, fetch: bool = True) -> Prepared:
     """Everything a run checks before it starts, in the run's order and with its errors: the
     stage plan, the checkpoint ``resume`` names, the run folder's state, the training data and
     masks (and the validation data when ``val_every`` is set), the ``pretrained`` weights and
     the VGG16 loss network. ``ctsdg train --dry-run`` runs exactly this; `train` runs it before
-    it creates or locks the run folder, so a run it refuses leaves nothing behind."""
+    it creates or locks the run folder, so a run it refuses leaves nothing behind.
+
+    ``fetch=False`` (the dry run) accepts a weights path of ``auto`` without fetching it.
+    """
     plan = stage_plan(config)
     if not plan:
         raise InputError("nothing to train: train_iter and finetune_iter are 0 for this stage")
@@ -109,8 +112,10 @@ def prepare(config: Config, *, overwrite: bool) -> Prepared:
     dataset = dataset_from_config(config, "train")
     if config.val_every:
         dataset_from_config(config, "val", limit=config.val_samples)
-    pretrained = load_pretrained(config) if config.pretrained else None
-    vgg = vgg_from_config(config)
+    pretrained = None
+    if config.pretrained and (fetch or config.pretrained != "auto"):
+        pretrained = load_pretrained(config)
+    vgg = vgg_from_config(config) if fetch or config.pretrained_vgg != "auto" else None
     return Prepared(plan, source, pretrained, vgg, dataset)
 
 
