@@ -92,14 +92,15 @@ class Prepared:
     dataset: InpaintingDataset  # the training images
 
 
-def prepare(config: Config, *, overwrite: bool, fetch: bool = True) -> Prepared:
+def prepare(config: Config, *, overwrite: bool, fetch: bool = True, main: bool = True) -> Prepared:
     """Everything a run checks before it starts, in the run's order and with its errors: the
     stage plan, the checkpoint ``resume`` names, the run folder's state, the training data and
     masks (and the validation data when ``val_every`` is set), the ``pretrained`` weights and
     the VGG16 loss network. ``ctsdg train --dry-run`` runs exactly this; `train` runs it before
     it creates or locks the run folder, so a run it refuses leaves nothing behind.
 
-    ``fetch=False`` (the dry run) accepts a weights path of ``auto`` without fetching it.
+    ``fetch=False`` (the dry run) accepts a weights path of ``auto`` without fetching it;
+    ``main=False`` (torchrun ranks other than 0) leaves the run folder to rank 0.
     """
     plan = stage_plan(config)
     if not plan:
@@ -108,7 +109,8 @@ def prepare(config: Config, *, overwrite: bool, fetch: bool = True) -> Prepared:
     if source is not None:
         checkpoint.check_resumable(config, source)
     # Any resume value means "continue in this folder", even when it holds nothing to resume.
-    check_run_folder(config.save_path, fresh=not config.resume, overwrite=overwrite)
+    if main:
+        check_run_folder(config.save_path, fresh=not config.resume, overwrite=overwrite)
     dataset = dataset_from_config(config, "train")
     if config.val_every:
         dataset_from_config(config, "val", limit=config.val_samples)
@@ -120,7 +122,14 @@ def prepare(config: Config, *, overwrite: bool, fetch: bool = True) -> Prepared:
 
 
 def _train(config: Config, ctx: Context, overwrite: bool) -> TrainResult:
-    ready = prepare(config, overwrite=overwrite)
+    error, ready = None, None
+    try:
+        ready = prepare(config, overwrite=overwrite, main=ctx.is_main)
+    except InputError as err:
+        error = err
+    if distributed.any_rank([error is not None], ctx)[0]:  # every rank stops together
+        raise error or InputError("another rank refused to start; its error says why")
+    assert ready is not None
     plan, source, dataset = ready.plan, ready.source, ready.dataset
     total = sum(n for _, n in plan)
     save_path = Path(config.save_path)
