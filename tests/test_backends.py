@@ -117,7 +117,13 @@ def test_cache_key_follows_weights_size_and_precision(monkeypatch, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_onnxruntime_runner_matches_and_reuses_its_cache(monkeypatch, tmp_path: Path) -> None:
+def test_onnxruntime_runner_matches_and_reuses_its_cache(
+    monkeypatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("ctsdg"), "propagate", True)  # the CLI turns it off
+    caplog.set_level("INFO", logger="ctsdg")
     generator = _generator()
     # Several attention blocks (L = 1024 here): the exported graph must keep correct block
     # bounds at a batch other than the traced one (it once sliced by the traced batch size).
@@ -128,6 +134,12 @@ def test_onnxruntime_runner_matches_and_reuses_its_cache(monkeypatch, tmp_path: 
     torch.testing.assert_close(runner(image, mask, gray, edge), expected, atol=1e-4, rtol=0)
     (cached,) = (tmp_path / "onnx").iterdir()  # one file, no temporary left behind
     assert cached == onnx_cache_path(generator, SIZE, "fp32", tmp_path)
+    said = [
+        r.getMessage() for r in caplog.records
+    ]  # the export says what it does, and for how long
+    assert any(m.startswith("exporting the generator to ONNX at 128 x 128 for ONNX") for m in said)
+    assert any(m.startswith("exported in ") for m in said)
+    caplog.clear()
 
     def no_export(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("exported again instead of using the cache")
@@ -135,6 +147,7 @@ def test_onnxruntime_runner_matches_and_reuses_its_cache(monkeypatch, tmp_path: 
     monkeypatch.setattr("ctsdg.export.write_onnx", no_export)
     again = build_runner(generator, "onnxruntime", "fp32", size=SIZE, cache=tmp_path)
     torch.testing.assert_close(again(image, mask, gray, edge), expected, atol=1e-4, rtol=0)
+    assert not any("exporting" in r.getMessage() for r in caplog.records)  # cached: no export
     big = torch.zeros(1, 3, 2 * SIZE, 2 * SIZE)
     with pytest.raises(InputError, match="built for 128x128"):
         again(big, big[:, :1], big[:, :1], big[:, :1])

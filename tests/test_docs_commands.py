@@ -75,7 +75,7 @@ def shell_blocks(path: Path) -> list[Block]:
             end += 1
         if language in SHELL_LANGUAGES:
             before = next((line for line in reversed(lines[:i]) if line.strip()), "")
-            marker = NOT_RUN.search(before)
+            marker = NOT_RUN.fullmatch(before.strip())
             body = [
                 line[len(indent) :] if line.startswith(indent) else line
                 for line in lines[i + 1 : end]
@@ -111,8 +111,8 @@ def test_the_docs_have_shell_blocks_and_markers_name_a_reason() -> None:
     run = [b for b in BLOCKS if not b.skip]
     assert len(run) >= 5, [b.id for b in run]
     for path in DOCS:  # a marker that is not right before a shell block is a mistake
-        text = path.read_text(encoding="utf-8")
-        markers = len(NOT_RUN.findall(text))
+        lines = path.read_text(encoding="utf-8").splitlines()
+        markers = sum(1 for line in lines if NOT_RUN.fullmatch(line.strip()))
         assert markers == sum(1 for b in BLOCKS if b.path == path and b.skip), path
 
 
