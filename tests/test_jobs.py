@@ -91,6 +91,34 @@ def test_a_likely_swapped_pair_warns_and_still_runs(tmp_path: Path, weights_file
     assert (tmp_path / "swapped.png").is_file()  # a warning, not a refusal
 
 
+def test_a_folder_job_off_a_terminal_says_how_far_it_is(
+    tmp_path: Path, weights_file: Path, capsys, monkeypatch
+) -> None:
+    import time
+
+    from ctsdg import heartbeat, jobs
+
+    monkeypatch.setattr(heartbeat, "QUIET_LIMIT_S", 0.05)
+    monkeypatch.setattr(heartbeat, "POLL_S", 0.01)
+    slow_job = jobs.run_job
+
+    def run_job(*args, **kwargs):  # a slow image: the line must not wait for it to end
+        time.sleep(0.3)
+        return slow_job(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "run_job", run_job)
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for name in ("a", "b", "c"):
+        photo(64, 64).save(images / f"{name}.png")
+        box_mask(64, 64, (10, 10, 30, 30)).save(masks / f"{name}.png")
+    assert cli(images, masks, "-o", tmp_path / "out", "--checkpoint", weights_file) == 0
+    beats = [x for x in capsys.readouterr().out.splitlines() if " inpainting: " in x]
+    assert beats and all(" of 3 (" in line for line in beats)
+    assert any("minutes left" in line for line in beats)  # once one image is done
+
+
 def test_folders_pair_by_name_and_unpaired_files_fail_alike(
     tmp_path: Path, weights_file: Path, capsys
 ) -> None:
