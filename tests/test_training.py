@@ -438,6 +438,7 @@ def test_torchrun_launch(tmp_path: Path) -> None:
     assert "on 2 x cpu" in done.stdout
     assert done.stdout.count("iter: 2, loss_g") == 1  # rank 0 alone logs
     assert [i for i, _ in list_checkpoints(tmp_path / "run")] == [2]
+    assert "FutureWarning" not in done.stderr and "broadcast_buffers" not in done.stderr
 
 
 # --------------------------------------------------------------------------- steps, directly
