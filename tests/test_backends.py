@@ -168,3 +168,22 @@ def test_cli_refuses_bf16_onnxruntime_in_one_line(tmp_path: Path, capsys) -> Non
     err = capsys.readouterr().err.strip()
     assert err.startswith("ctsdg: error: backend onnxruntime runs fp32 only") and "\n" not in err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_compiled_backend_says_when_a_shape_compiles(monkeypatch, caplog) -> None:
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("ctsdg"), "propagate", True)  # the CLI turns it off
+    caplog.set_level("INFO", logger="ctsdg")
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: module)  # no C++ needed
+    runner = build_runner(_generator(), "compiled", "fp32")
+    image, mask, gray, edge = _inputs(batch=1)
+    runner(image, mask, gray, edge)
+    runner(image, mask, gray, edge)  # the same shape: compiled already
+    runner(*(t.repeat(2, 1, 1, 1) for t in (image, mask, gray, edge)))  # a new shape
+    said = [r.getMessage() for r in caplog.records if "torch.compile" in r.getMessage()]
+    assert [m.split(" for input ")[1].split(" (")[0] for m in said] == [
+        "1 x 3 x 128 x 128",
+        "2 x 3 x 128 x 128",
+    ]
+    assert all("a few minutes on a CPU" in m for m in said)
