@@ -26,7 +26,9 @@ import contextlib
 import copy
 import hashlib
 import json
+import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +38,8 @@ from torch import Tensor
 from ctsdg.choices import BACKENDS, PRECISIONS
 from ctsdg.errors import InputError
 from ctsdg.models import Generator, generator_inputs
+
+log = logging.getLogger(__name__)
 
 #: Precisions each backend runs (on a device that supports them; fp16 autocast needs CUDA).
 SUPPORTED = {"eager": PRECISIONS, "compiled": PRECISIONS, "onnxruntime": ("fp32",)}
@@ -116,6 +120,7 @@ def build_runner(
         module = torch.compile(generator, dynamic=False, mode="reduce-overhead" if graphs else None)
     switchable = backend == "eager" and device.type == "cpu"
     weights_layout = torch.channels_last
+    compiled_shapes: set[tuple[int, ...]] = set()
     from ctsdg.runtime import autocast, large_input_memory
 
     def run(image: Tensor, mask: Tensor, gray: Tensor, edge: Tensor) -> Tensor:
@@ -136,6 +141,13 @@ def build_runner(
         )
         if graphs:  # each call is a new step: the last call's graph outputs may be reused
             torch.compiler.cudagraph_mark_step_begin()
+        if backend == "compiled" and tuple(image.shape) not in compiled_shapes:
+            compiled_shapes.add(tuple(image.shape))
+            log.info(
+                "torch.compile: compiling the generator for input %s (once per shape and "
+                "process; from tens of seconds to a few minutes on a CPU)",
+                " x ".join(map(str, image.shape)),
+            )
         memory = large_input_memory(pixels) if device.type == "cpu" else contextlib.nullcontext()
         with torch.inference_mode(), autocast(device, precision), memory:
             out = module(*inputs)
@@ -189,7 +201,13 @@ def cached_onnx(generator: Generator, size: int, cache: Path) -> Path:
     A new export is checked against PyTorch (`ctsdg.export.TOLERANCE`) before it is moved into
     place atomically, so a reader never sees a partial or unchecked file.
     """
-    from ctsdg.export import TOLERANCE, ExportMismatchError, max_difference, write_onnx
+    from ctsdg.export import (
+        TOLERANCE,
+        ExportMismatchError,
+        announce_export,
+        max_difference,
+        write_onnx,
+    )
     from ctsdg.fileio import atomic_write
 
     path = onnx_cache_path(generator, size, "fp32", cache)
@@ -198,7 +216,13 @@ def cached_onnx(generator: Generator, size: int, cache: Path) -> Path:
     cpu = copy.deepcopy(generator).cpu().eval()  # the exporter traces on the CPU
 
     def write(tmp: Path) -> None:
+        started = announce_export(
+            "onnx",
+            size,
+            f" for ONNX Runtime (once per checkpoint and size; cached in {path.parent})",
+        )
         write_onnx(cpu, tmp, size, {"producer": "ctsdg backends cache"})
+        log.info("exported in %.0f s; checking it against PyTorch", time.perf_counter() - started)
         diff = max_difference(tmp, "onnx", cpu, size, (1,))
         if not diff <= TOLERANCE:
             raise ExportMismatchError(f"ONNX export differs from PyTorch by {diff:.3g}")

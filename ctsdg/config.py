@@ -30,7 +30,7 @@ from pydantic import (
 
 from ctsdg.choices import Precision, Structure
 from ctsdg.data.freeform import FREE_FORM_TRAIN_RANGE
-from ctsdg.errors import InputError
+from ctsdg.errors import InputError, did_you_mean
 from ctsdg.losses import LossWeights
 from ctsdg.models.generator import SIZE_MULTIPLE
 
@@ -264,7 +264,7 @@ def _one_line(err: ValidationError) -> str:
     first = err.errors(include_url=False)[0]
     loc = [str(part) for part in first["loc"]]
     if first["type"] == "extra_forbidden":
-        return f"unknown config key {loc[0]!r}; valid keys: {', '.join(KEYS)}"
+        return _unknown_key(loc[0])
     if first["type"] == "value_error":  # the cross-key rules above word their own message
         return str(first["ctx"]["error"])
     if not loc:
@@ -280,6 +280,11 @@ def _one_line(err: ValidationError) -> str:
     return f"config key {where}: {message}, got {first['input']!r}"
 
 
+def _unknown_key(key: str) -> str:
+    hint = did_you_mean(key, KEYS)
+    return f"unknown config key {key!r}" + (hint or f"; valid keys: {', '.join(KEYS)}")
+
+
 def _collect(updates: dict[str, Any], source: str) -> dict[str, Any]:
     """``updates`` without the MindSpore port's launcher keys (warned about); unknown keys are
     errors."""
@@ -288,7 +293,7 @@ def _collect(updates: dict[str, Any], source: str) -> dict[str, Any]:
         if key in SEED_ONLY_KEYS:
             log.warning("%s: ignoring seed key %r (not used by ctsdg)", source, key)
         elif key not in KEYS:
-            raise InputError(f"{source}: unknown config key {key!r}; valid keys: {', '.join(KEYS)}")
+            raise InputError(f"{source}: {_unknown_key(key)}")
         else:
             kept[key] = value
     return kept

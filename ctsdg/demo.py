@@ -15,6 +15,8 @@ says so and prints whatever the run measured.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -28,10 +30,14 @@ from ctsdg.config import Config, load_config, shipped_config
 from ctsdg.data import HELD_OUT_PHOTOS, collate, dataset_from_config, demo_photo, free_form_holes
 from ctsdg.evaluation import Evaluation, evaluate, opencv_inpaint
 from ctsdg.fileio import atomic_write
+from ctsdg.heartbeat import Heartbeat
 from ctsdg.models import generator_inputs
 from ctsdg.visualize import grid, masked_for_display
 
 METHODS = (("ctsdg", "CTSDG"), ("telea", "Telea"), ("ns", "Navier-Stokes"))
+#: In the run folder: the wall-clock seconds of training that reached an iteration, so that a
+#: resumed demo (``resume=auto``) reports the time the model took, not the resume's seconds.
+TRAINING_TIME_FILE = "demo_training_time.json"
 SAMPLE_ROWS = 6
 
 
@@ -57,10 +63,10 @@ def run_demo(
 
     print(f"[1/4] training a width-{config.width} CTSDG on the demo photographs", flush=True)
     result = train(config, overwrite=overwrite)
+    times["training"] = _training_time(config, result.iteration, time.perf_counter() - start)
     if result.status != "finished":
         print(f"training stopped at iteration {result.iteration}; the demo stops too", flush=True)
         raise KeyboardInterrupt
-    times["training"] = time.perf_counter() - start
 
     print("[2/4] evaluating CTSDG, Telea and Navier-Stokes on held-out photographs", flush=True)
     evaluations: dict[str, Evaluation] = {}
@@ -71,16 +77,19 @@ def run_demo(
             checkpoint_path=str(result.checkpoint),
             output_path=str(run / "eval" / method),
         )
-        evaluations[method] = evaluate(cfg, progress=progress, echo=lambda _: None)
+        # evaluate's own progress lines cover its loop; this one the loading around it
+        with Heartbeat(lambda m=method, t=t0: f"evaluating {m}: {time.perf_counter() - t:.0f} s"):
+            evaluations[method] = evaluate(cfg, progress=progress, echo=lambda _: None)
         times[f"evaluation ({method})"] = time.perf_counter() - t0
 
     print("[3/4] inpainting the held-out photographs at their own size", flush=True)
     t0 = time.perf_counter()
-    inpainter = Inpainter.from_checkpoint(
-        result.checkpoint, device=config.device, strategy="resize"
-    )
-    inpainted = _inpaint_photographs(inpainter, run / "inpainted", config.seed)
-    samples = _samples_figure(config, inpainter, run / "samples.png")
+    with Heartbeat(lambda: f"inpainting: {time.perf_counter() - t0:.0f} s so far"):
+        inpainter = Inpainter.from_checkpoint(
+            result.checkpoint, device=config.device, strategy="resize"
+        )
+        inpainted = _inpaint_photographs(inpainter, run / "inpainted", config.seed)
+        samples = _samples_figure(config, inpainter, run / "samples.png")
     times["inpainting"] = time.perf_counter() - t0
 
     times["total"] = time.perf_counter() - start
@@ -90,6 +99,23 @@ def run_demo(
     atomic_write(report, lambda tmp: tmp.write_text(text))
     print(f"report: {report}\nsamples: {samples}\n(done in {times['total'] / 60:.1f} min)")
     return report
+
+
+def _training_time(config: Config, iteration: int, seconds: float) -> float:
+    """Wall-clock seconds of training up to ``iteration``: this call's, plus what an earlier call
+    recorded when this one resumed its run (nothing is added when the resume had nothing left to
+    train). Recorded in the run folder for the next resume."""
+    path = Path(config.save_path) / TRAINING_TIME_FILE
+    before = {"iteration": 0, "seconds": 0.0}
+    if config.resume and path.is_file():
+        with contextlib.suppress(OSError, ValueError):  # unreadable: count this call only
+            before = json.loads(path.read_text())
+    total = float(before["seconds"])
+    if iteration > int(before["iteration"]) or not total:
+        total += seconds
+    record = json.dumps({"iteration": iteration, "seconds": total})
+    atomic_write(path, lambda tmp: tmp.write_text(record + "\n"))
+    return total
 
 
 def _inpaint_photographs(inpainter, folder: Path, seed: int) -> list[Path]:
@@ -156,12 +182,12 @@ def _report(
             "# ctsdg demo report",
             "",
             f"> **A smoke run, not the paper's model.** This is a width-{config.width} CTSDG "
-            f"trained for {iterations} iterations ({times['training'] / 60:.1f} minutes of CPU) "
-            "on five photographs, with a randomly initialised VGG16 for the perceptual and style "
-            "losses. It exercises every part of the pipeline (data, training, checkpoints, "
-            "evaluation, inpainting); its figures say nothing about what CTSDG achieves when "
-            "trained as the paper does (350k + 150k iterations on CelebA, Places2 or Paris "
-            "StreetView, with ImageNet VGG16 weights).",
+            f"trained for {iterations} iterations ({times['training'] / 60:.1f} minutes, "
+            "wall-clock) on five photographs, with a randomly initialised VGG16 for the perceptual "
+            "and style losses. It exercises every part of the pipeline (data, training, "
+            "checkpoints, evaluation, inpainting); its figures say nothing about what CTSDG "
+            "achieves when trained as the paper does (350k + 150k iterations on CelebA, Places2 "
+            "or Paris StreetView, with ImageNet VGG16 weights).",
             "",
             "## Metrics by hole-ratio bucket",
             "",

@@ -3,8 +3,10 @@ errors."""
 
 from __future__ import annotations
 
+import difflib
 import errno
 import os
+from collections.abc import Iterable
 
 
 class CommandError(Exception):
@@ -53,3 +55,14 @@ def describe_os_error(path: str | os.PathLike[str] | None, exc: OSError) -> str:
     where = path if path is not None else (exc.filename or "?")
     reason = _REASONS.get(exc.errno or -1) or exc.strerror or str(exc) or type(exc).__name__
     return f"{where}: {reason}"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'checkpoint_path'?"`` for the choices closest to a mistyped ``word``
+    (prefixes count: ``checkpoint`` -> ``checkpoint_path``), or ``""`` when none is close."""
+    choices = list(choices)
+    close = [c for c in choices if c.startswith(word) and len(word) >= 3]
+    close = close or difflib.get_close_matches(word, choices, n=3)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close[:3]) + "?"

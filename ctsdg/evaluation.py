@@ -43,6 +43,7 @@ from PIL import Image
 
 from ctsdg.config import Config
 from ctsdg.data import Batch, build_loader, dataset_from_config
+from ctsdg.data.loader import worker_count
 from ctsdg.data.structure import STRUCTURES
 from ctsdg.data.tensors import image_to_tensor, tensor_to_image
 from ctsdg.errors import InputError
@@ -61,6 +62,7 @@ from ctsdg.evaluation_report import (
     write_reports,
 )
 from ctsdg.fileio import atomic_write_bytes, check_output_dir
+from ctsdg.heartbeat import Heartbeat, eta
 from ctsdg.metrics import LPIPS, score_composites
 
 BASELINE_FLAGS = {"telea": "INPAINT_TELEA", "ns": "INPAINT_NS"}
@@ -179,7 +181,7 @@ def evaluate(
         limit=cfg.eval_limit or None,
     )
     loader = build_loader(
-        dataset, cfg.test_batch_size, train=False, num_workers=cfg.num_parallel_workers,
+        dataset, cfg.test_batch_size, train=False, num_workers=worker_count(cfg),
         distributed=(ctx.rank, ctx.world_size),
     )  # fmt: skip
     settings.update(
@@ -212,7 +214,13 @@ def evaluate(
     # a bar on a terminal only: in a log file it is thousands of carriage returns
     shown = progress and ctx.is_main and sys.stderr.isatty()
     bar = tqdm(total=len(dataset), unit="img", disable=not shown, desc="eval", file=sys.stderr)
-    with torch.inference_mode():
+
+    def where() -> str:  # off a terminal, said when a while passed without a line
+        done = len(results) * ctx.world_size
+        return f"evaluating {cfg.method}: {eta(done, len(dataset), time.perf_counter() - start)}"
+
+    beat = Heartbeat(where, enabled=ctx.is_main and not shown)
+    with torch.inference_mode(), beat:
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
             if generator is not None:

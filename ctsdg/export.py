@@ -26,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +41,8 @@ from ctsdg.errors import CommandError, InputError
 from ctsdg.fileio import atomic_write_bytes, check_output_dir
 from ctsdg.models import Generator
 from ctsdg.models.generator import SIZE_MULTIPLE
+
+log = logging.getLogger(__name__)
 
 Format = Literal["onnx", "torchscript"]
 FORMATS: tuple[Format, ...] = ("onnx", "torchscript")
@@ -216,6 +220,19 @@ def max_difference(
     return worst
 
 
+def announce_export(fmt: str, size: int, why: str = "") -> float:
+    """Say that an export starts and roughly how long it takes (it prints nothing itself);
+    returns the start time for the "exported in" line."""
+    log.info(
+        "exporting the generator to %s at %d x %d%s; this takes about 10-60 s on a CPU",
+        "ONNX" if fmt == "onnx" else "TorchScript",
+        size,
+        size,
+        why,
+    )
+    return time.perf_counter()
+
+
 def export(
     checkpoint: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -270,11 +287,13 @@ def export(
     metadata = export_metadata(weights, size, f"{weights.format}:{weights.path.name}")
     # Serialised in memory, then written atomically by Python: a full disk is a one-line error
     # and never leaves a truncated file (nor aborts TorchScript's C++ writer).
+    started = announce_export(fmt, size)
     if fmt == "onnx":
         data = onnx_bytes(generator, size, metadata, opset)
     else:
         data = torchscript_bytes(generator, size, metadata)
     atomic_write_bytes(path, data)
+    log.info("exported in %.0f s; checking it against PyTorch", time.perf_counter() - started)
     diff = max_difference(path, fmt, generator, size, batch_sizes)
     if not diff <= tolerance:
         raise ExportMismatchError(

@@ -32,6 +32,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from ctsdg.data.images import IMAGE_EXTENSIONS, list_images, open_image, split_i
 from ctsdg.data.masks import mask_holes
 from ctsdg.errors import InpaintWarning, InputError
 from ctsdg.fileio import atomic_write_bytes, check_output_dir
+from ctsdg.heartbeat import Heartbeat, eta
 from ctsdg.inference import ORIGINAL_MAX_PIXELS, Inpainter, Strategy
 
 #: Output extensions and the PIL format each writes.
@@ -297,6 +299,7 @@ def run_job(inpainter: Inpainter, job: Job) -> Outcome:
             image = open_image(job.image)
             mask = open_image(job.mask, "mask")
             pixels, rebuild = split_image(image)
+            _warn_if_swapped(job, pixels, mask)
             holes = mask_holes(mask, pixels.shape[:2])
             fit_mode(rebuild(pixels, np.zeros_like(holes)), fmt)  # before the model runs
             if holes.any():
@@ -310,6 +313,27 @@ def run_job(inpainter: Inpainter, job: Job) -> Outcome:
     atomic_write_bytes(job.output, data)
     notes = _messages(caught) + ([note] if note else [])
     return Outcome(job, "written" if holes.any() else "copied", notes=notes)
+
+
+def _two_valued(array: np.ndarray) -> bool:
+    """Whether ``array`` holds at most two distinct values (one pass, no sort)."""
+    flat = array.reshape(-1)
+    if flat.size == 0:
+        return True
+    low, high = flat.min(), flat.max()
+    return not bool(np.any((flat != low) & (flat != high)))
+
+
+def _warn_if_swapped(job: Job, pixels: np.ndarray, mask: Image.Image) -> None:
+    """A black-and-white "image" with a many-valued "mask" is most likely the pair swapped
+    (``ctsdg inpaint mask.png photo.jpg``): say so, and go on as asked."""
+    if _two_valued(pixels) and not _two_valued(np.asarray(mask)):
+        warnings.warn(
+            f"{job.image} has only two values, like a mask, and {job.mask} has many, like a "
+            "photograph: are they swapped? (ctsdg inpaint IMAGE MASK: the image comes first)",
+            InpaintWarning,
+            stacklevel=2,
+        )
 
 
 def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
@@ -329,8 +353,15 @@ def run_jobs(
     rank, world = shard
     mine = jobs[rank::world]
     show = progress and len(mine) > 1 and sys.stderr.isatty()
-    for job in tqdm(mine, unit="img", disable=not show, file=sys.stderr):
-        yield run_job(inpainter, job)
+    start, done = time.perf_counter(), 0
+    beat = Heartbeat(  # off a terminal: a line when a while passed without one
+        lambda: f"inpainting: {eta(done, len(mine), time.perf_counter() - start)}",
+        enabled=len(mine) > 1 and not show,
+    )
+    with beat:
+        for job in tqdm(mine, unit="img", disable=not show, file=sys.stderr):
+            yield run_job(inpainter, job)
+            done += 1
 
 
 # --------------------------------------------------------------------------- the command

@@ -26,6 +26,7 @@ import http.client
 import importlib.metadata
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import urllib.error
@@ -159,6 +160,26 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# torchvision (and torch.hub) name a published file NAME-<first hex digits of its SHA-256>.EXT.
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z]+$")
+
+
+def check_published_hash(path: str | os.PathLike[str]) -> None:
+    """For a file named like torchvision's downloads (``vgg16-397923af.pth``), check that its
+    SHA-256 starts with the hex digits in the name; raise InputError if it does not (a partial
+    or altered download). Other names are not checked."""
+    path = Path(path)
+    found = _HASH_IN_NAME.search(path.name)
+    if found is None or not path.is_file():
+        return
+    digest = sha256_of(path)
+    if not digest.startswith(found.group(1)):
+        raise InputError(
+            f"{path}: SHA-256 {digest[:12]}... does not start with {found.group(1)}, "
+            "the checksum its name carries (an incomplete or altered download; fetch it again)"
+        )
 
 
 def matches(weights: StandardWeights, digest: str) -> bool:

@@ -117,7 +117,13 @@ def test_cache_key_follows_weights_size_and_precision(monkeypatch, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_onnxruntime_runner_matches_and_reuses_its_cache(monkeypatch, tmp_path: Path) -> None:
+def test_onnxruntime_runner_matches_and_reuses_its_cache(
+    monkeypatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("ctsdg"), "propagate", True)  # the CLI turns it off
+    caplog.set_level("INFO", logger="ctsdg")
     generator = _generator()
     # Several attention blocks (L = 1024 here): the exported graph must keep correct block
     # bounds at a batch other than the traced one (it once sliced by the traced batch size).
@@ -128,6 +134,12 @@ def test_onnxruntime_runner_matches_and_reuses_its_cache(monkeypatch, tmp_path: 
     torch.testing.assert_close(runner(image, mask, gray, edge), expected, atol=1e-4, rtol=0)
     (cached,) = (tmp_path / "onnx").iterdir()  # one file, no temporary left behind
     assert cached == onnx_cache_path(generator, SIZE, "fp32", tmp_path)
+    said = [
+        r.getMessage() for r in caplog.records
+    ]  # the export says what it does, and for how long
+    assert any(m.startswith("exporting the generator to ONNX at 128 x 128 for ONNX") for m in said)
+    assert any(m.startswith("exported in ") for m in said)
+    caplog.clear()
 
     def no_export(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("exported again instead of using the cache")
@@ -135,6 +147,7 @@ def test_onnxruntime_runner_matches_and_reuses_its_cache(monkeypatch, tmp_path: 
     monkeypatch.setattr("ctsdg.export.write_onnx", no_export)
     again = build_runner(generator, "onnxruntime", "fp32", size=SIZE, cache=tmp_path)
     torch.testing.assert_close(again(image, mask, gray, edge), expected, atol=1e-4, rtol=0)
+    assert not any("exporting" in r.getMessage() for r in caplog.records)  # cached: no export
     big = torch.zeros(1, 3, 2 * SIZE, 2 * SIZE)
     with pytest.raises(InputError, match="built for 128x128"):
         again(big, big[:, :1], big[:, :1], big[:, :1])
@@ -155,3 +168,22 @@ def test_cli_refuses_bf16_onnxruntime_in_one_line(tmp_path: Path, capsys) -> Non
     err = capsys.readouterr().err.strip()
     assert err.startswith("ctsdg: error: backend onnxruntime runs fp32 only") and "\n" not in err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_compiled_backend_says_when_a_shape_compiles(monkeypatch, caplog) -> None:
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("ctsdg"), "propagate", True)  # the CLI turns it off
+    caplog.set_level("INFO", logger="ctsdg")
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: module)  # no C++ needed
+    runner = build_runner(_generator(), "compiled", "fp32")
+    image, mask, gray, edge = _inputs(batch=1)
+    runner(image, mask, gray, edge)
+    runner(image, mask, gray, edge)  # the same shape: compiled already
+    runner(*(t.repeat(2, 1, 1, 1) for t in (image, mask, gray, edge)))  # a new shape
+    said = [r.getMessage() for r in caplog.records if "torch.compile" in r.getMessage()]
+    assert [m.split(" for input ")[1].split(" (")[0] for m in said] == [
+        "1 x 3 x 128 x 128",
+        "2 x 3 x 128 x 128",
+    ]
+    assert all("a few minutes on a CPU" in m for m in said)

@@ -59,3 +59,32 @@ def test_log_lines_follow_the_current_stderr(monkeypatch) -> None:
     monkeypatch.setattr(sys, "stderr", second)
     logging.getLogger("ctsdg.test").warning("hello")
     assert first.getvalue() == "" and second.getvalue() == "ctsdg: WARNING: hello\n"
+
+
+def test_unknown_flags_and_keys_get_a_did_you_mean(capsys) -> None:
+    assert main(["eval", "--precison", "bf16"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean '--precision'?" in err
+    assert main(["eval", "checkpoint=run/"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'checkpoint'; did you mean 'checkpoint_path'?" in err
+
+
+def test_eval_takes_the_inpaint_runtime_flags(monkeypatch, capsys) -> None:
+    import ctsdg.evaluation
+
+    seen = {}
+
+    def fake_evaluate(config, **kwargs):
+        seen.update(device=config.device, precision=config.precision, **kwargs)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(ctsdg.evaluation, "evaluate", fake_evaluate)
+    argv = ["eval", "dataset=demo", "precision=fp16", "--precision", "bf16", "--device", "cpu"]
+    assert main([*argv, "--backend", "compiled"]) == 2
+    assert seen["precision"] == "bf16" and seen["device"] == "cpu"  # the flag wins
+    assert seen["backend"] == "compiled"
+    assert main(["eval", "dataset=demo", "precision=fp16"]) == 2
+    assert seen["precision"] == "fp16" and seen["device"] == "auto"  # no flag: the keys
+    assert main(["eval", "--help"]) == 0
+    assert "10% buckets" in capsys.readouterr().out

@@ -133,7 +133,7 @@ def test_each_value_records_where_it_came_from(tmp_path: Path) -> None:
         (b"data_root: caf\xe9\n", "not UTF-8 text"),
         (b"- width\n- 16\n", "expected a mapping of config keys, got list"),
         (b"width: [16\n", "not valid YAML"),
-        (b"widht: 16\n", "unknown config key 'widht'; valid keys: dataset"),
+        (b"widht: 16\n", "unknown config key 'widht'; did you mean 'width'?"),
     ],
 )
 def test_bad_config_files_are_one_line_errors(tmp_path: Path, content: bytes, expected) -> None:

@@ -228,3 +228,15 @@ def test_evaluation_error_from_a_worker_is_one_line(tmp_path: Path) -> None:
     message = str(err.value)
     assert "\n" not in message and message.startswith("cannot read evaluation image")
     assert str(tmp_path / "b.png") in message
+
+
+def test_default_worker_count_is_capped_at_the_cores(monkeypatch) -> None:
+    from ctsdg.config import load_config, shipped_config
+    from ctsdg.data import loader
+
+    monkeypatch.setattr(loader, "available_cores", lambda: 2)
+    assert loader.worker_count(load_config()) == 2  # the default 4
+    assert loader.worker_count(load_config(shipped_config("places2"))) == 2  # the file's 8
+    assert loader.worker_count(load_config(overrides=["num_parallel_workers=6"])) == 6  # typed
+    assert loader.worker_count(load_config(overrides=["num_parallel_workers=1"])) == 1
+    assert loader.available_cores() >= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -53,6 +54,14 @@ def test_demo_writes_report_and_samples(tmp_path: Path, capsys) -> None:
     ]
     for method in ("ctsdg", "telea", "ns"):
         assert (run / "eval" / method / "metrics.json").is_file()
+    assert "minutes, wall-clock)" in report
+    # Reporting again on the trained model keeps the training's own time, not the resume's.
+    trained = json.loads((run / "demo_training_time.json").read_text())
+    assert trained["iteration"] == 3 and trained["seconds"] > 0
+    assert main([*args, "resume=auto"]) == 0
+    assert json.loads((run / "demo_training_time.json").read_text()) == trained
+    again = (run / "report.md").read_text()
+    assert f"| training | {trained['seconds']:.1f} |" in again
 
 
 def test_demo_refuses_to_replace_a_run(tmp_path: Path, capsys) -> None:

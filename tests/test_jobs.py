@@ -81,6 +81,44 @@ def test_single_file_keeps_format_size_and_alpha(tmp_path: Path, weights_file: P
     assert not (tmp_path / "out.jpg").exists()
 
 
+def test_a_likely_swapped_pair_warns_and_still_runs(tmp_path: Path, weights_file, capsys):
+    src, mask = single(tmp_path, photo(160, 128), "photo.png")
+    assert cli(src, mask, "-o", tmp_path / "right.png", "--checkpoint", weights_file) == 0
+    assert "swapped" not in capsys.readouterr().err  # photo first, two-valued mask second
+    assert cli(mask, src, "-o", tmp_path / "swapped.png", "--checkpoint", weights_file) == 0
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "swapped" in x]
+    assert line.startswith("ctsdg: warning: ") and "mask.png has only two values" in line
+    assert (tmp_path / "swapped.png").is_file()  # a warning, not a refusal
+
+
+def test_a_folder_job_off_a_terminal_says_how_far_it_is(
+    tmp_path: Path, weights_file: Path, capsys, monkeypatch
+) -> None:
+    import time
+
+    from ctsdg import heartbeat, jobs
+
+    monkeypatch.setattr(heartbeat, "QUIET_LIMIT_S", 0.05)
+    monkeypatch.setattr(heartbeat, "POLL_S", 0.01)
+    slow_job = jobs.run_job
+
+    def run_job(*args, **kwargs):  # a slow image: the line must not wait for it to end
+        time.sleep(0.3)
+        return slow_job(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "run_job", run_job)
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for name in ("a", "b", "c"):
+        photo(64, 64).save(images / f"{name}.png")
+        box_mask(64, 64, (10, 10, 30, 30)).save(masks / f"{name}.png")
+    assert cli(images, masks, "-o", tmp_path / "out", "--checkpoint", weights_file) == 0
+    beats = [x for x in capsys.readouterr().out.splitlines() if " inpainting: " in x]
+    assert beats and all(" of 3 (" in line for line in beats)
+    assert any("minutes left" in line for line in beats)  # once one image is done
+
+
 def test_folders_pair_by_name_and_unpaired_files_fail_alike(
     tmp_path: Path, weights_file: Path, capsys
 ) -> None:

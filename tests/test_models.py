@@ -304,7 +304,7 @@ def test_vgg_loads_torchvision_layout(tmp_path) -> None:
         state[f"features.{i}.weight"] = torch.zeros(512, c_in, 3, 3)
         state[f"features.{i}.bias"] = torch.zeros(512)
     state["classifier.0.weight"] = torch.zeros(4096, 25088)
-    path = tmp_path / "vgg16-397923af.pth"
+    path = tmp_path / "vgg16.pth"  # a name with torchvision's hash prefix is checked (below)
     torch.save(state, path)
     loaded = VGG16Features.from_file(path)
     x = torch.rand(1, 3, 64, 64) * 2 - 1
@@ -324,6 +324,25 @@ def test_vgg_bad_files(tmp_path) -> None:
     torch.save({"features.0.weight": torch.zeros(3)}, wrong)
     with pytest.raises(InputError, match=r"wrong\.pth"):
         VGG16Features.from_file(wrong)
+
+
+def test_vgg_file_named_like_torchvision_must_match_its_hash_prefix(tmp_path) -> None:
+    import hashlib
+
+    from ctsdg.errors import InputError
+
+    source = VGG16Features.random(seed=3)
+    state = {f"features.{k}": v for k, v in source.features.state_dict().items()}
+    plain = tmp_path / "plain.pth"
+    torch.save(state, plain)
+    digest = hashlib.sha256(plain.read_bytes()).hexdigest()
+    good = tmp_path / f"vgg16-{digest[:8]}.pth"  # the name carries the file's own checksum
+    plain.rename(good)
+    assert VGG16Features.from_file(good).features[0].weight.shape == (64, 3, 3, 3)
+    bad = tmp_path / "vgg16-397923af.pth"  # torchvision's name, another file's bytes
+    good.rename(bad)
+    with pytest.raises(InputError, match=r"vgg16-397923af\.pth: SHA-256 .* 397923af"):
+        VGG16Features.from_file(bad)
 
 
 def test_gram_matrix_values() -> None:

@@ -213,12 +213,83 @@ def test_cli_train_and_errors(tmp_path: Path, capsys) -> None:
     args = [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in TINY.items()]
     save = f"save_path={tmp_path / 'run'}"
     assert main(["train", "--config", "demo", *args, save, "train_iter=1", "finetune_iter=0"]) == 0
-    assert main(["train", "--config", "demo", *args, save, "--dry-run"]) == 0
-    assert "training images" in capsys.readouterr().out
+    assert main(["train", "--config", "demo", *args, save, "resume=auto", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "training images" in out and "checkpoint_0000001.pt" in out
     assert main(["train", "--config", "demo", "bogus_key=1"]) == 2
     assert "unknown config key 'bogus_key'" in capsys.readouterr().err
     assert main(["train", "--config", "celeba", "data_root=/nonexistent/celeba", "--dry-run"]) == 2
     assert "/nonexistent/celeba" in capsys.readouterr().err
+
+
+def _dry_run_cases(tmp_path: Path) -> dict[str, list[str]]:
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "config.yaml").write_text("seed: 1\n")
+    (tmp_path / "file").write_text("not a folder")
+    return {
+        "pretrained": ["pretrained=" + str(tmp_path / "missing.pth")],
+        "resume": ["resume=" + str(tmp_path / "missing.pt")],
+        "data": ["dataset=folder", "data_root=" + str(tmp_path / "no_images")],
+        "masks": ["train_masks_root=" + str(tmp_path / "no_masks")],
+        "vgg": ["pretrained_vgg=" + str(tmp_path / "vgg16-397923af.pth")],
+        "used run folder": ["save_path=" + str(used)],
+        "unusable run folder": ["save_path=" + str(tmp_path / "file" / "run")],
+        "device": ["device=cuda:7"],
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "pretrained",
+        "resume",
+        "data",
+        "masks",
+        "vgg",
+        "used run folder",
+        "unusable run folder",
+        "device",
+    ],
+)
+def test_dry_run_refuses_what_the_run_refuses(tmp_path: Path, capsys, case: str) -> None:
+    args = [
+        *_tiny_args(tmp_path),
+        "train_iter=1",
+        "finetune_iter=0",
+        *_dry_run_cases(tmp_path)[case],
+    ]
+    assert main(["train", "--config", "demo", *args, "--dry-run"]) == 2
+    dry = capsys.readouterr().err.strip().splitlines()
+    assert main(["train", "--config", "demo", *args]) == 2
+    real = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in dry if line.startswith("ctsdg: error:")]
+    assert len(errors) == 1 and errors == [
+        line for line in real if line.startswith("ctsdg: error:")
+    ]
+    # The refused run left no folder behind (not even one holding only .lock).
+    assert not (tmp_path / "run").exists()
+
+
+def test_dry_run_passes_where_the_run_starts(tmp_path: Path, capsys) -> None:
+    args = [*_tiny_args(tmp_path), "train_iter=1", "finetune_iter=0"]
+    assert main(["train", "--config", "demo", *args, "--dry-run"]) == 0
+    assert "device cpu" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()  # a dry run creates nothing
+    assert main(["train", "--config", "demo", *args]) == 0
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint_0000001.pt").is_file()
+
+
+def test_a_refused_run_removes_only_what_it_created(tmp_path: Path) -> None:
+    from ctsdg.training.run_folder import RunFolder
+
+    with RunFolder(tmp_path / "a" / "b", fresh=True, overwrite=False):
+        assert (tmp_path / "a" / "b" / ".lock").exists()
+    assert not (tmp_path / "a").exists()  # nothing but the lock: gone, with the parent it made
+    (tmp_path / "kept").mkdir()
+    with RunFolder(tmp_path / "kept", fresh=True, overwrite=False):
+        pass
+    assert (tmp_path / "kept").is_dir()  # the user's folder stays
 
 
 def test_shipped_configs_load() -> None:
@@ -367,6 +438,7 @@ def test_torchrun_launch(tmp_path: Path) -> None:
     assert "on 2 x cpu" in done.stdout
     assert done.stdout.count("iter: 2, loss_g") == 1  # rank 0 alone logs
     assert [i for i, _ in list_checkpoints(tmp_path / "run")] == [2]
+    assert "FutureWarning" not in done.stderr and "broadcast_buffers" not in done.stderr
 
 
 # --------------------------------------------------------------------------- steps, directly
@@ -654,3 +726,53 @@ def test_os_errors_in_words(code: str, reason: str) -> None:
     err = OSError(number, os.strerror(number), "/x/y")
     assert describe_os_error("/out", err) == f"/out: {reason}"
     assert describe_os_error(None, err) == f"/x/y: {reason}"
+
+
+def test_monitor_without_a_bar_prints_progress_lines(tmp_path: Path, capsys, monkeypatch) -> None:
+    import time
+
+    from ctsdg import heartbeat
+    from ctsdg.training import monitor
+
+    monkeypatch.setattr(heartbeat, "QUIET_LIMIT_S", 0.2)
+    monkeypatch.setattr(heartbeat, "POLL_S", 0.02)
+    watch = monitor.Monitor(tmp_path, total=5, start=1, progress=True, tensorboard=False)
+    watch.record({"g_total": torch.tensor(1.0)})
+    watch.record({"g_total": torch.tensor(1.0)})
+    time.sleep(0.5)  # a slow step: the thread speaks without waiting for the step's end
+    watch.print("a line of the run's own")
+    watch.close()
+    lines = capsys.readouterr().out.splitlines()
+    beats = [line for line in lines if "training: iter" in line]
+    assert beats and lines[-1] == "a line of the run's own"
+    assert all(" training: iter 3 of 5; 2 of 4 (50 %), " in line for line in beats)
+    assert all(line.endswith("minutes left of this run") for line in beats)
+    assert (tmp_path / "log.txt").read_text() == "a line of the run's own\n"  # not the log
+    time.sleep(0.3)
+    assert capsys.readouterr().out == ""  # closed: the thread is gone
+
+
+def test_heartbeat_eta_wording() -> None:
+    from ctsdg.heartbeat import eta
+
+    assert eta(0, 400, 5.0) == "0 of 400 (0 %)"
+    assert eta(100, 400, 50.0) == "100 of 400 (25 %), 0.50 s each, about 2.5 minutes left"
+
+
+def test_nested_heartbeats_speak_one_at_a_time(capsys, monkeypatch) -> None:
+    import time
+
+    from ctsdg import heartbeat
+
+    monkeypatch.setattr(heartbeat, "QUIET_LIMIT_S", 0.15)
+    monkeypatch.setattr(heartbeat, "POLL_S", 0.01)
+    with heartbeat.Heartbeat(lambda: "outer"):
+        time.sleep(0.4)
+        with heartbeat.Heartbeat(lambda: "inner"):
+            time.sleep(0.4)
+        time.sleep(0.4)
+    words = [line.split()[-1] for line in capsys.readouterr().out.splitlines()]
+    first_inner, last_inner = words.index("inner"), len(words) - 1 - words[::-1].index("inner")
+    assert words[0] == "outer" and words[-1] == "outer"  # the outer one before and after
+    assert set(words[first_inner : last_inner + 1]) == {"inner"}  # never both at once
+    assert 3 <= len(words) <= 10  # at most one line per quiet spell of 0.15 s in 1.2 s

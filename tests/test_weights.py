@@ -246,7 +246,7 @@ def test_pretrained_vgg_auto_loads_the_cached_file(server, torch_home, monkeypat
     import io
 
     from ctsdg.config import Config
-    from ctsdg.training.steps import _vgg
+    from ctsdg.training.steps import vgg_from_config
 
     buffer = io.BytesIO()
     state = _vgg_state()
@@ -259,7 +259,7 @@ def test_pretrained_vgg_auto_loads_the_cached_file(server, torch_home, monkeypat
     )
     monkeypatch.setitem(weights.REGISTRY, "vgg16", vgg)
     server.files["/models/vgg16-397923af.pth"] = data
-    loaded = _vgg(Config(pretrained_vgg="auto"))
+    loaded = vgg_from_config(Config(pretrained_vgg="auto"))
     for key, tensor in loaded.features.state_dict().items():
         torch.testing.assert_close(tensor, state[f"features.{key}"])
     assert server.requests == ["/models/vgg16-397923af.pth"]

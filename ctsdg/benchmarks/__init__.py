@@ -119,11 +119,10 @@ TARGETS = {
     "serve": ("ctsdg serve under N concurrent clients: requests/s, p50/p95 ms, errors, server "
               "RSS, beside the generator's batch1_ms", _add_serve, "ctsdg.benchmarks.serve"),
 }  # fmt: skip
-DEFAULT_TARGET = "infer"  # what plain `ctsdg bench` runs
 
 
 def add_subcommands(parser: argparse.ArgumentParser) -> None:
-    """Register ``model``, ``data``, ... under ``ctsdg bench`` (no target: ``infer``)."""
+    """Register ``model``, ``data``, ... under ``ctsdg bench`` (no target: the list of them)."""
     sub = parser.add_subparsers(dest="target", metavar="TARGET")
     for name, (help_text, declare, _) in TARGETS.items():
         declare(
@@ -133,10 +132,21 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def target_list() -> str:
+    """What plain ``ctsdg bench`` prints: every target and what it measures."""
+    width = max(map(len, TARGETS))
+    lines = [f"  {name:<{width}}  {help_text}" for name, (help_text, _, _) in TARGETS.items()]
+    return "\n".join(
+        [
+            "ctsdg bench TARGET: each target runs for one to several minutes on a CPU.",
+            *lines,
+            "Options of a target: ctsdg bench TARGET --help (e.g. ctsdg bench infer --help).",
+        ]
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.target is None:  # plain `ctsdg bench`: the default target with its defaults
-        defaults = argparse.ArgumentParser()
-        TARGETS[DEFAULT_TARGET][1](defaults)
-        args = defaults.parse_args([], argparse.Namespace(**vars(args)))
-        args.target = DEFAULT_TARGET
+    if args.target is None:  # plain `ctsdg bench`: what it can do, not a sweep
+        print(target_list())
+        return 0
     return importlib.import_module(TARGETS[args.target][2]).run(args)

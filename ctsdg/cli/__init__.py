@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from ctsdg import __version__
 from ctsdg.cli import comparison, evaluation, inference, training, weights
 from ctsdg.cli.options import Parser, Runner
-from ctsdg.errors import CommandError
+from ctsdg.errors import CommandError, did_you_mean
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -47,6 +47,7 @@ def _build_parser() -> argparse.ArgumentParser:
     groups = (training, evaluation, comparison, weights, inference)
     for add in (command for group in groups for command in group.COMMANDS):
         add(sub)
+    parser.commands = sub.choices  # type: ignore[attr-defined]  # name -> its parser
     return parser
 
 
@@ -70,7 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra and hasattr(args, "overrides") and all(_is_override(a) for a in extra):
             args.overrides = [*args.overrides, *extra]
         elif extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            command = parser.commands[args.command]  # type: ignore[attr-defined]
+            flags = [f for action in command._actions for f in action.option_strings]
+            hints = [did_you_mean(a.split("=")[0], flags) for a in extra if a.startswith("-")]
+            command.error(f"unrecognized arguments: {' '.join(extra)}" + "".join(hints))
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else 2
     _configure_logging()

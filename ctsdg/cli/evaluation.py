@@ -11,6 +11,7 @@ from ctsdg.cli.options import (
     config_options,
     progress_options,
     runtime_options,
+    runtime_overrides,
     subcommand,
 )
 from ctsdg.errors import InputError
@@ -38,7 +39,7 @@ def _add_eval(sub: Subparsers) -> None:
         description=(
             "Evaluate a checkpoint (method=ctsdg) or an OpenCV baseline (method=telea or ns) on "
             "the evaluation split: every image scored on its composite and bucketed by its own "
-            "hole ratio. Prints the MindSpore port's PSNR/SSIM block and a table of 10%% "
+            "hole ratio. Prints the MindSpore port's PSNR/SSIM block and a table of 10% "
             "buckets; writes metrics.json and metrics.md into output_path (composites too), or "
             "beside the checkpoint. Structure inputs follow the checkpoint unless structure= is "
             "given here. Under torchrun the images are shared out over the processes."
@@ -48,7 +49,7 @@ def _add_eval(sub: Subparsers) -> None:
                 required=False, example="checkpoint_path=run/ dataset=demo test_batch_size=8"
             ),
             progress_options(),
-            runtime_options(precision=False),
+            runtime_options(config_keys=True),
         ],
     )
 
@@ -56,6 +57,7 @@ def _add_eval(sub: Subparsers) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from ctsdg.evaluation import ReportWriteError, evaluate, full_table, seed_block
 
+    args.overrides = [*args.overrides, *runtime_overrides(args)]
     config = config_from_args(args)
     # Only a structure= typed on this command line overrides the checkpoint's convention; a
     # config file's structure key says what new training uses.

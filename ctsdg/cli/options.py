@@ -74,13 +74,19 @@ def original_options() -> argparse.ArgumentParser:
     return parent
 
 
-def runtime_options(*, precision: bool = True) -> argparse.ArgumentParser:
+def runtime_options(*, config_keys: bool = False) -> argparse.ArgumentParser:
     """--device, --precision and --backend: where, in which arithmetic and how the generator
-    runs (`ctsdg.backends`). ``precision=False`` for commands that take it as a config key."""
+    runs (`ctsdg.backends`). ``config_keys=True`` for commands that also take ``device=`` and
+    ``precision=`` config keys: the flags then default to the config's values (see
+    `runtime_overrides`)."""
     parent = _parent()
-    if precision:
-        parent.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-        parent.add_argument("--precision", choices=PRECISIONS, default="fp32", help="arithmetic")
+    device, precision = ("auto", "fp32") if not config_keys else (None, None)
+    after = " (default: the config's device key)" if config_keys else ""
+    parent.add_argument("--device", default=device, help=f"auto, cpu, cuda or cuda:N{after}")
+    after = " (default: the config's precision key)" if config_keys else ""
+    parent.add_argument(
+        "--precision", choices=PRECISIONS, default=precision, help=f"arithmetic{after}"
+    )
     parent.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -89,6 +95,12 @@ def runtime_options(*, precision: bool = True) -> argparse.ArgumentParser:
         "cached in $CTSDG_CACHE or ~/.cache/ctsdg); docs/benchmarks.md compares them",
     )
     return parent
+
+
+def runtime_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``device=`` / ``precision=`` overrides that --device / --precision given on a
+    ``config_keys`` command's line stand for (they come last, so they win over the keys)."""
+    return [f"{k}={getattr(args, k)}" for k in ("device", "precision") if getattr(args, k)]
 
 
 def config_options(

@@ -77,22 +77,26 @@ def _add_train(sub: Subparsers) -> None:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="resolve the config, check the data, print the plan, and stop",
+        help="make every check the run makes (paths, data, weights, the run folder, the device) "
+        "with the same errors, print the resolved config and the plan, and stop",
     )
 
 
 def _run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.dry_run:
-        from ctsdg.data import dataset_from_config
-        from ctsdg.training.checkpoint import resume_path
-        from ctsdg.training.schedule import stage_plan
+        from ctsdg.runtime import resolve_device
+        from ctsdg.training.trainer import prepare
 
         print(config.to_yaml(), end="")
-        train_set = dataset_from_config(config, "train")
+        device = resolve_device(config.device)  # what the run's process-group setup checks
+        ready = prepare(config, overwrite=args.overwrite, fetch=False)
+        start = ready.pretrained.path if ready.pretrained else config.pretrained or "random"
         print(
-            f"# {len(train_set)} training images; stages {stage_plan(config)}; "
-            f"resume from {resume_path(config)}"
+            f"# {len(ready.dataset)} training images; stages {ready.plan}; "
+            f"resume from {ready.source.path if ready.source else None}; "
+            f"starting weights {start}; "
+            f"device {device}; the run folder {config.save_path} can be used"
         )
         return 0
     from ctsdg.training import train

@@ -12,16 +12,23 @@ datasets indexed with bare integers.
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 import signal
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from ctsdg.errors import InputError
+
+if TYPE_CHECKING:
+    from ctsdg.config import Config
+
+log = logging.getLogger(__name__)
 
 
 class Batch(NamedTuple):
@@ -210,6 +217,34 @@ class BatchLoader(DataLoader):
                 original = message.rsplit("InputError: ", 1)[-1].strip()
                 raise InputError(original) from None
             yield batch
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def worker_count(config: Config) -> int:
+    """``num_parallel_workers``, capped at `available_cores` unless it was typed on the command
+    line: more workers than cores only compete with the main process (and PyTorch warns). The
+    samples do not depend on the worker count (each is a function of the seed and its
+    position), so the cap changes no figure."""
+    asked = config.num_parallel_workers
+    cores = available_cores()
+    if asked <= cores or config.origin("num_parallel_workers") == "override":
+        return asked
+    log.info(
+        "num_parallel_workers %d -> %d, the cores this process may use (num_parallel_workers=%d "
+        "on the command line keeps %d)",
+        asked,
+        cores,
+        asked,
+        asked,
+    )
+    return cores
 
 
 def build_loader(

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ctsdg.errors import InputError
 from ctsdg.fileio import read_state_dict
-from ctsdg.weights import resolve
+from ctsdg.weights import AUTO, check_published_hash, resolve
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,11 @@ def load_vgg16_features(features: nn.Sequential, path: str | Path) -> None:
     ``path`` may be ``auto``: the standard file in torch.hub's cache, fetched and verified on
     first use (`ctsdg.weights`). The file is read with ``weights_only=True``; keys past
     ``features`` (``classifier.*``) and layers beyond ``len(features)`` are ignored. Raises
-    InputError for a missing file or a file without the wanted VGG16 convolution weights.
+    InputError for a missing file or a file without the wanted VGG16 convolution weights, or
+    one whose SHA-256 does not match the checksum prefix in its name (`check_published_hash`).
     """
+    if str(path) != AUTO:  # auto: resolve verifies it
+        check_published_hash(path)
     path = resolve("vgg16", str(path))
     state = read_state_dict(
         path,

@@ -141,20 +141,20 @@ def resume_source(config: Config) -> TrainingCheckpoint | None:
     return None
 
 
-def resume_path(config: Config) -> Path | None:
-    """The file `resume_source` would resume from (for ``--dry-run``), or None."""
-    checkpoint = resume_source(config)
-    return checkpoint.path if checkpoint is not None else None
-
-
-def restore(state: TrainState, checkpoint: TrainingCheckpoint) -> int:
-    """Load a training checkpoint into ``state``; returns the iteration it was saved at."""
-    config, path, data = state.config, checkpoint.path, checkpoint.data
+def check_resumable(config: Config, checkpoint: TrainingCheckpoint) -> None:
+    """Raise InputError unless ``config``'s run can continue from ``checkpoint`` exactly."""
+    path, data = checkpoint.path, checkpoint.data
     if checkpoint.model != ModelConfig(config.width, config.align_corners):
         raise InputError(f"{path}: checkpoint model {checkpoint.model} differs from the config's")
     missing = [k for k in _RESTORED if k not in data]
     if missing:
         raise InputError(f"{path}: cannot resume exactly, checkpoint lacks {', '.join(missing)}")
+
+
+def restore(state: TrainState, checkpoint: TrainingCheckpoint) -> int:
+    """Load a training checkpoint into ``state``; returns the iteration it was saved at."""
+    config, path, data = state.config, checkpoint.path, checkpoint.data
+    check_resumable(config, checkpoint)
     current = config.to_dict()
     changed = sorted(
         k

@@ -18,6 +18,7 @@ from typing import TextIO
 
 import torch
 
+from ctsdg.heartbeat import Heartbeat, eta
 from ctsdg.training import distributed
 from ctsdg.training.distributed import Context
 
@@ -41,7 +42,8 @@ class Monitor:
         save_path: the run folder.
         total: the iteration the run ends at; start: the iteration it starts from.
         enabled: False on ranks other than 0.
-        progress: show the tqdm bar (only on a terminal).
+        progress: show the tqdm bar (only on a terminal). Without the bar, a `progress_line`
+            goes to stdout whenever the run printed nothing for a while (`ctsdg.heartbeat`).
         tensorboard: write ``SAVE_PATH/tensorboard`` event files.
     """
 
@@ -59,6 +61,9 @@ class Monitor:
         self._window: dict[str, torch.Tensor] = {}  # summed loss terms since the last line
         self._window_steps = 0
         self._window_start = time.perf_counter()
+        self._done, self._total, self._start = start, total, start
+        self._started = time.perf_counter()
+        self._heartbeat = Heartbeat(self.progress_line, enabled=False)
         self._file: TextIO | None = None
         self._bar = None
         self._writer = None
@@ -79,6 +84,9 @@ class Monitor:
                 log.warning("tensorboard is not importable; no event files will be written")
             else:
                 self._writer = SummaryWriter(str(save_path / "tensorboard"), purge_step=start + 1)
+        if self._bar is None:  # no bar: a progress line whenever the run was quiet for a while
+            self._heartbeat = Heartbeat(self.progress_line)
+            self._heartbeat.start()
 
     def print(self, message: str) -> None:
         """A line for the person: stdout (above the progress bar) and log.txt."""
@@ -88,6 +96,7 @@ class Monitor:
             self._bar.write(message)
         else:
             print(message, flush=True)
+        self._heartbeat.said()
         if self._file is not None:
             self._file.write(message + "\n")
 
@@ -96,8 +105,18 @@ class Monitor:
         for name, value in terms.items():
             self._window[name] = self._window.get(name, 0) + value.detach().float()
         self._window_steps += 1
+        self._done += 1
         if self._bar is not None:
             self._bar.update(1)
+
+    def progress_line(self) -> str:
+        """``training: iter 57 of 400 (14 %), 0.95 s each, about 5.4 minutes left``: what the
+        bar shows on a terminal, as a line (stdout only, not log.txt)."""
+        done, left = self._done - self._start, self._total - self._start
+        progress = eta(done, left, time.perf_counter() - self._started)
+        if self._start:
+            progress = f"{progress} of this run"
+        return f"training: iter {self._done} of {self._total}; {progress}"
 
     def report(
         self, iteration: int, ctx: Context, rates: tuple[float, float], batch_size: int
@@ -142,6 +161,7 @@ class Monitor:
             self._writer.add_image(name, array, iteration)
 
     def close(self) -> None:
+        self._heartbeat.stop()
         if self._bar is not None:
             self._bar.close()
         if self._writer is not None:

@@ -8,6 +8,7 @@ detached output. Under ``torchrun`` both networks are wrapped in DistributedData
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ctsdg.checkpoints import load_weights
+from ctsdg.checkpoints import LoadedWeights, load_weights
 from ctsdg.config import Config
 from ctsdg.data import Batch
 from ctsdg.errors import CommandError, InputError
@@ -124,10 +125,18 @@ def data_parallel(module: nn.Module, device: torch.device) -> DistributedDataPar
     operation"), so DDP training on GPUs failed at its first discriminator step.
     """
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+    # torch 2.13 renamed the flag (the old name warns once per rank); 2.3-2.12 know only the old.
+    name = "forward_sync_buffers" if _DDP_TAKES_FORWARD_SYNC else "broadcast_buffers"
+    return DistributedDataParallel(module, device_ids=ids, **{name: False})
 
 
-def _vgg(config: Config) -> VGG16Features:
+_DDP_TAKES_FORWARD_SYNC = (
+    "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+)
+
+
+def vgg_from_config(config: Config) -> VGG16Features:
+    """The loss network ``pretrained_vgg`` names, loaded and checked (`VGG16Features`)."""
     if config.pretrained_vgg == "random":
         return VGG16Features.random()
     if not config.pretrained_vgg:
@@ -138,7 +147,8 @@ def _vgg(config: Config) -> VGG16Features:
     return VGG16Features.from_file(config.pretrained_vgg)
 
 
-def _load_pretrained(config: Config, generator: Generator, discriminator: Discriminator) -> None:
+def load_pretrained(config: Config) -> LoadedWeights:
+    """The weights ``pretrained`` names, read and checked against the config's model."""
     weights = load_weights(config.pretrained)
     if weights.model != ModelConfig(config.width, config.align_corners):
         raise InputError(
@@ -148,6 +158,12 @@ def _load_pretrained(config: Config, generator: Generator, discriminator: Discri
         )
     if weights.generator is None:
         raise InputError(f"{weights.path}: holds no generator to start from")
+    return weights
+
+
+def _start_from(
+    config: Config, weights: LoadedWeights, generator: Generator, discriminator: Discriminator
+) -> None:
     generator.load_state_dict(weights.generator)
     if weights.discriminator is not None:
         discriminator.load_state_dict(weights.discriminator)
@@ -160,19 +176,29 @@ def _load_pretrained(config: Config, generator: Generator, discriminator: Discri
         )
 
 
-def build_state(config: Config, ctx: Context) -> TrainState:
-    """Networks (optionally from ``pretrained``), optimisers, loss, scaler; wrapped for DDP."""
+def build_state(
+    config: Config,
+    ctx: Context,
+    *,
+    pretrained: LoadedWeights | None = None,
+    vgg: VGG16Features | None = None,
+) -> TrainState:
+    """Networks (optionally from ``pretrained``), optimisers, loss, scaler; wrapped for DDP.
+
+    ``pretrained`` and ``vgg`` are what `load_pretrained` and `vgg_from_config` return, when
+    the caller has loaded them already (`trainer.prepare`); otherwise they are loaded here.
+    """
     torch.manual_seed(config.seed)
     generator = Generator(width=config.width, align_corners=config.align_corners)
     discriminator = Discriminator(width=config.width)
     if config.pretrained:
-        _load_pretrained(config, generator, discriminator)
+        _start_from(config, pretrained or load_pretrained(config), generator, discriminator)
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     generator.to(ctx.device, memory_format=memory_format)
     discriminator.to(ctx.device, memory_format=memory_format)
-    loss = GeneratorLoss(_vgg(config), config.loss_weights).to(
-        ctx.device, memory_format=memory_format
-    )
+    loss = GeneratorLoss(
+        vgg if vgg is not None else vgg_from_config(config), config.loss_weights
+    ).to(ctx.device, memory_format=memory_format)
     lr_g, lr_d = learning_rates(config, "train")
     betas = tuple(config.adam_betas)
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas)

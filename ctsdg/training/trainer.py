@@ -21,16 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ctsdg.checkpoints import LoadedWeights
 from ctsdg.config import Config
-from ctsdg.data import Batch, build_loader, dataset_from_config
+from ctsdg.data import Batch, InpaintingDataset, build_loader, dataset_from_config
+from ctsdg.data.loader import worker_count
 from ctsdg.errors import InputError, describe_os_error
 from ctsdg.fileio import atomic_write
-from ctsdg.models import GeneratorOutput
+from ctsdg.models import GeneratorOutput, VGG16Features
 from ctsdg.runtime import tune_cpu_allocator
 from ctsdg.training import checkpoint, distributed
 from ctsdg.training.distributed import Context
 from ctsdg.training.monitor import Monitor
-from ctsdg.training.run_folder import RunFolder
+from ctsdg.training.run_folder import RunFolder, check_run_folder
 from ctsdg.training.schedule import learning_rates, set_stage, stage_at, stage_plan
 from ctsdg.training.steps import (
     NonFiniteLossError,
@@ -38,7 +40,9 @@ from ctsdg.training.steps import (
     build_state,
     discriminator_step,
     generator_step,
+    load_pretrained,
     to_device,
+    vgg_from_config,
 )
 from ctsdg.training.validation import validate
 from ctsdg.visualize import grid, masked_for_display
@@ -77,16 +81,60 @@ def train(config: Config, *, overwrite: bool = False) -> TrainResult:
         distributed.teardown()
 
 
-def _train(config: Config, ctx: Context, overwrite: bool) -> TrainResult:
+@dataclass
+class Prepared:
+    """What a run checked and loaded before it touches its folder (`prepare`)."""
+
+    plan: list[tuple[str, int]]
+    source: checkpoint.TrainingCheckpoint | None  # what resume= continues from
+    pretrained: LoadedWeights | None
+    vgg: VGG16Features | None  # None: left to `build_state` (a dry run's ``auto``)
+    dataset: InpaintingDataset  # the training images
+
+
+def prepare(config: Config, *, overwrite: bool, fetch: bool = True, main: bool = True) -> Prepared:
+    """Everything a run checks before it starts, in the run's order and with its errors: the
+    stage plan, the checkpoint ``resume`` names, the run folder's state, the training data and
+    masks (and the validation data when ``val_every`` is set), the ``pretrained`` weights and
+    the VGG16 loss network. ``ctsdg train --dry-run`` runs exactly this; `train` runs it before
+    it creates or locks the run folder, so a run it refuses leaves nothing behind.
+
+    ``fetch=False`` (the dry run) accepts a weights path of ``auto`` without fetching it;
+    ``main=False`` (torchrun ranks other than 0) leaves the run folder to rank 0.
+    """
     plan = stage_plan(config)
     if not plan:
         raise InputError("nothing to train: train_iter and finetune_iter are 0 for this stage")
+    source = checkpoint.resume_source(config)
+    if source is not None:
+        checkpoint.check_resumable(config, source)
+    # Any resume value means "continue in this folder", even when it holds nothing to resume.
+    if main:
+        check_run_folder(config.save_path, fresh=not config.resume, overwrite=overwrite)
+    dataset = dataset_from_config(config, "train")
+    if config.val_every:
+        dataset_from_config(config, "val", limit=config.val_samples)
+    pretrained = None
+    if config.pretrained and (fetch or config.pretrained != "auto"):
+        pretrained = load_pretrained(config)
+    vgg = vgg_from_config(config) if fetch or config.pretrained_vgg != "auto" else None
+    return Prepared(plan, source, pretrained, vgg, dataset)
+
+
+def _train(config: Config, ctx: Context, overwrite: bool) -> TrainResult:
+    error, ready = None, None
+    try:
+        ready = prepare(config, overwrite=overwrite, main=ctx.is_main)
+    except InputError as err:
+        error = err
+    if distributed.any_rank([error is not None], ctx)[0]:  # every rank stops together
+        raise error or InputError("another rank refused to start; its error says why")
+    assert ready is not None
+    plan, source, dataset = ready.plan, ready.source, ready.dataset
     total = sum(n for _, n in plan)
     save_path = Path(config.save_path)
-    source = checkpoint.resume_source(config)
-    # Any resume value means "continue in this folder", even when it holds nothing to resume.
     with _claim(save_path, ctx, fresh=not config.resume, overwrite=overwrite) as run:
-        state = build_state(config, ctx)
+        state = build_state(config, ctx, pretrained=ready.pretrained, vgg=ready.vgg)
         start = checkpoint.restore(state, source) if source is not None else 0
         try:
             if ctx.is_main:
@@ -110,12 +158,11 @@ def _train(config: Config, ctx: Context, overwrite: bool) -> TrainResult:
             monitor.close()
             return TrainResult(start, "finished", source.path if source else None)
 
-        dataset = dataset_from_config(config, "train")
         loader = build_loader(
             dataset,
             config.batch_size,
             train=True,
-            num_workers=config.num_parallel_workers,
+            num_workers=worker_count(config),
             seed=config.seed,
             distributed=(ctx.rank, ctx.world_size),
             start_batch=start,

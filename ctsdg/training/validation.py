@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ctsdg.data import build_loader, dataset_from_config
+from ctsdg.data.loader import worker_count
 from ctsdg.metrics import score_composites
 from ctsdg.models import generator_inputs
 from ctsdg.runtime import autocast
@@ -26,7 +27,7 @@ def validate(state: TrainState, iteration: int, monitor: Monitor) -> tuple[float
         dataset,
         config.test_batch_size,
         train=False,
-        num_workers=config.num_parallel_workers,
+        num_workers=worker_count(config),
         distributed=(ctx.rank, ctx.world_size),
     )
     sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # psnr, ssim, images
