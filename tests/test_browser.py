@@ -97,7 +97,8 @@ def wait_for(condition, timeout: float = 60, what: str = "the page") -> object:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def testid(driver, name: str):
+def element(driver, name: str):
+    """The element with data-testid ``name``."""
     from selenium.webdriver.common.by import By
 
     return driver.find_element(By.CSS_SELECTOR, f'[data-testid="{name}"]')
@@ -111,13 +112,13 @@ def open_photo(driver, photo_path: Path) -> tuple[int, int]:
     """Load ``photo_path`` through ``image-input``; (width, height) once the page shows it."""
     with Image.open(photo_path) as opened:
         size = opened.size
-    testid(driver, "image-input").send_keys(str(photo_path.resolve()))
-    current, canvas = testid(driver, "current-image"), testid(driver, "mask-canvas")
+    element(driver, "image-input").send_keys(str(photo_path.resolve()))
+    current, canvas = element(driver, "current-image"), element(driver, "mask-canvas")
     wait_for(
         lambda: (
             driver.execute_script("return arguments[0].width", canvas) == size[0]
             and driver.execute_script(LOADED, current) == size[0]
-            and photo_path.stem in testid(driver, "message").text
+            and photo_path.stem in element(driver, "message").text
         ),
         what=f"{photo_path.name} on the page",
     )
@@ -126,7 +127,7 @@ def open_photo(driver, photo_path: Path) -> tuple[int, int]:
 
 def screen_point(driver, point) -> tuple[int, int]:
     """Viewport coordinates of photo pixel ``point`` at the current zoom and pan."""
-    canvas = testid(driver, "mask-canvas")
+    canvas = element(driver, "mask-canvas")
     box = rect(driver, canvas)
     width = driver.execute_script("return arguments[0].width", canvas)
     scale = box["width"] / width  # screen pixels per photo pixel
@@ -173,15 +174,15 @@ def image_bytes(driver, img) -> bytes:
 
 def pixels(driver, name: str) -> np.ndarray:
     """The decoded pixels of the ``<img>`` with data-testid ``name``."""
-    with Image.open(io.BytesIO(image_bytes(driver, testid(driver, name)))) as opened:
+    with Image.open(io.BytesIO(image_bytes(driver, element(driver, name)))) as opened:
         return np.asarray(opened.convert("RGB"))
 
 
 def press_inpaint_and_wait(driver) -> Image.Image:
     """Press Inpaint; the new result (``result-image``, also ``current-image``) once it shows."""
-    result, current = testid(driver, "result-image"), testid(driver, "current-image")
+    result, current = element(driver, "result-image"), element(driver, "current-image")
     before = result.get_attribute("src")
-    testid(driver, "inpaint-button").click()
+    element(driver, "inpaint-button").click()
     wait_for(
         lambda: (
             (src := result.get_attribute("src")) != before
@@ -197,7 +198,7 @@ def press_inpaint_and_wait(driver) -> Image.Image:
 def paint_and_inpaint(driver, url: str, photo_path: Path, stroke=STROKE) -> Image.Image:
     """Open the page, load the photo, paint ``stroke``, press Inpaint; the result's pixels."""
     driver.get(url)
-    wait_for(lambda: "structure" in testid(driver, "model-info").text, what="the model")
+    wait_for(lambda: "structure" in element(driver, "model-info").text, what="the model")
     open_photo(driver, photo_path)
     paint(driver, stroke)
     return press_inpaint_and_wait(driver)
@@ -233,12 +234,12 @@ def require_browser() -> None:
 
 
 def painted(driver) -> int:
-    return driver.execute_script(PAINTED, testid(driver, "mask-canvas"))
+    return driver.execute_script(PAINTED, element(driver, "mask-canvas"))
 
 
 def mask(driver) -> np.ndarray:
     """(H, W) bool: the painted pixels of the mask canvas."""
-    canvas = testid(driver, "mask-canvas")
+    canvas = element(driver, "mask-canvas")
     width, height = driver.execute_script(
         "return [arguments[0].width, arguments[0].height]", canvas
     )
@@ -357,7 +358,7 @@ def page(browser, served):
     model.reset()
     browser.set_window_size(1280, 900)
     browser.get(url)
-    wait_for(lambda: "structure" in testid(browser, "model-info").text, what="the model")
+    wait_for(lambda: "structure" in element(browser, "model-info").text, what="the model")
     browser.get_log("browser")  # only this test's console from here on
     yield browser, model
     model.release()
@@ -396,15 +397,15 @@ def test_double_click_sends_one_request(page, photos) -> None:
     open_photo(driver, photos["png"])
     paint(driver, STROKE)
     model.hold()
-    ActionChains(driver).double_click(testid(driver, "inpaint-button")).perform()
+    ActionChains(driver).double_click(element(driver, "inpaint-button")).perform()
     assert model.started.wait(30)
-    assert testid(driver, "cancel-button").is_displayed()
-    assert not testid(driver, "inpaint-button").is_enabled()
+    assert element(driver, "cancel-button").is_displayed()
+    assert not element(driver, "inpaint-button").is_enabled()
     time.sleep(0.3)  # a second request, had one been sent, would be queued by now
     model.release()
-    current = testid(driver, "current-image")
+    current = element(driver, "current-image")
     wait_for(
-        lambda: testid(driver, "result-image").get_attribute("src") == current.get_attribute("src")
+        lambda: element(driver, "result-image").get_attribute("src") == current.get_attribute("src")
     )
     time.sleep(0.3)
     assert len(model.images) == 1
@@ -418,7 +419,7 @@ def test_result_is_the_working_image_with_an_undo_history(page, photos) -> None:
     driver, model = page
     photo = np.asarray(Image.open(photos["png"]))
     open_photo(driver, photos["png"])
-    assert "disabled" in testid(driver, "download-link").get_attribute("class")
+    assert "disabled" in element(driver, "download-link").get_attribute("class")
     first_stroke, second_stroke = ((60, 60), (140, 80)), ((300, 220), (400, 240))
     paint(driver, first_stroke)
     first_mask = mask(driver)
@@ -436,10 +437,10 @@ def test_result_is_the_working_image_with_an_undo_history(page, photos) -> None:
     assert changed_pixels(second, first)[~outside].any()
     # Compare shows the original photo over the current image while held
     ActionChains(driver).key_down("c").perform()
-    assert testid(driver, "source-image").is_displayed()
+    assert element(driver, "source-image").is_displayed()
     assert np.array_equal(pixels(driver, "source-image"), photo)
     ActionChains(driver).key_up("c").perform()
-    assert not testid(driver, "source-image").is_displayed()
+    assert not element(driver, "source-image").is_displayed()
     # undo: the second inpainting (back to the first result with the mask that produced it) ...
     ctrl(driver, "z")
     assert np.array_equal(pixels(driver, "current-image"), first)
@@ -449,7 +450,7 @@ def test_result_is_the_working_image_with_an_undo_history(page, photos) -> None:
     ctrl(driver, "z")  # ... the first inpainting: the original photo, with the first mask
     assert np.array_equal(pixels(driver, "current-image"), photo)
     assert np.array_equal(mask(driver), first_mask)
-    assert "disabled" in testid(driver, "download-link").get_attribute("class")
+    assert "disabled" in element(driver, "download-link").get_attribute("class")
     # redo re-applies both inpaintings
     ctrl(driver, "z", shift=True)
     assert np.array_equal(pixels(driver, "current-image"), first) and painted(driver) == 0
@@ -465,37 +466,37 @@ def test_a_late_result_never_lands_on_a_new_photo_and_cancel_stops_waiting(page,
     open_photo(driver, photos["png"])
     paint(driver, STROKE)
     model.hold()
-    testid(driver, "inpaint-button").click()
+    element(driver, "inpaint-button").click()
     assert model.started.wait(30)
     coffee = np.asarray(Image.open(photos["other"]))
     open_photo(driver, photos["other"])  # while the first photo's request runs
-    assert "cancelled" in testid(driver, "message").text
+    assert "cancelled" in element(driver, "message").text
     model.release()
     assert model.finished.wait(30)
     time.sleep(0.5)  # the server's answer, had the page waited for it, has arrived
     assert np.array_equal(pixels(driver, "current-image"), coffee)
-    assert testid(driver, "result-image").get_attribute("src") in (None, "")
-    assert testid(driver, "inpaint-button").is_enabled()
+    assert element(driver, "result-image").get_attribute("src") in (None, "")
+    assert element(driver, "inpaint-button").is_enabled()
     # Cancel: the page stops waiting; the answer that comes later is dropped
     model.reset()
     paint(driver, ((50, 50), (150, 60)))
     model.hold()
-    testid(driver, "inpaint-button").click()
+    element(driver, "inpaint-button").click()
     assert model.started.wait(30)
-    testid(driver, "cancel-button").click()
-    assert "cancelled" in testid(driver, "message").text
-    assert testid(driver, "inpaint-button").is_enabled()
-    assert not testid(driver, "cancel-button").is_displayed()
+    element(driver, "cancel-button").click()
+    assert "cancelled" in element(driver, "message").text
+    assert element(driver, "inpaint-button").is_enabled()
+    assert not element(driver, "cancel-button").is_displayed()
     model.release()
     assert model.finished.wait(30)
     time.sleep(0.5)
     assert np.array_equal(pixels(driver, "current-image"), coffee)
-    assert testid(driver, "result-image").get_attribute("src") in (None, "")
+    assert element(driver, "result-image").get_attribute("src") in (None, "")
     assert painted(driver) > 0  # the mask is still there for another try
 
 
 def zoom_percent(driver) -> int:
-    return int(testid(driver, "zoom-level").text.rstrip("%"))
+    return int(element(driver, "zoom-level").text.rstrip("%"))
 
 
 def touch(driver, kind: str, points) -> None:
@@ -516,7 +517,7 @@ def test_zoom_pan_pinch_and_a_brush_in_screen_pixels(page, photos) -> None:
 
     driver, _ = page
     width, height = open_photo(driver, photos["png"])
-    canvas = testid(driver, "mask-canvas")
+    canvas = element(driver, "mask-canvas")
     fitted = rect(driver, canvas)
     assert zoom_percent(driver) == 100 and round(fitted["width"]) == width  # small: not enlarged
     # the wheel zooms at the pointer: the photo point under it stays under it
@@ -531,12 +532,12 @@ def test_zoom_pan_pinch_and_a_brush_in_screen_pixels(page, photos) -> None:
     assert abs((y - zoomed["y"]) / zoom - (y - fitted["y"])) < 1.5
     # the brush is in screen pixels: 40 on screen is 40 / zoom photo pixels wide
     paint(driver, ((150, 150), (250, 150)))
-    assert abs(rect(driver, testid(driver, "brush-cursor"))["width"] - BRUSH) < 1
+    assert abs(rect(driver, element(driver, "brush-cursor"))["width"] - BRUSH) < 1
     column = mask(driver)[:, 200]
     assert abs(column.sum() - BRUSH / zoom) <= 2, (column.sum(), zoom)
     ctrl(driver, "z")
     # fit restores the first view; so does Esc
-    testid(driver, "fit-button").click()
+    element(driver, "fit-button").click()
     assert rect(driver, canvas) == fitted and zoom_percent(driver) == 100
     ActionChains(driver).scroll_from_origin(ScrollOrigin.from_viewport(x, y), 0, -400).perform()
     wait_for(lambda: zoom_percent(driver) > 150, what="the wheel's zoom")
@@ -601,19 +602,19 @@ def test_the_photo_s_own_format_downloads_mask_and_clipboard(page, photos) -> No
     driver, _ = page
     folder = driver.downloads
     open_photo(driver, photos["jpeg"])
-    assert "JPEG" in testid(driver, "message").text
+    assert "JPEG" in element(driver, "message").text
     paint(driver, STROKE)
     painted_mask = mask(driver)
     result = press_inpaint_and_wait(driver)
     assert result.format == "JPEG" and result.size == (451, 300)
     kind = driver.execute_async_script(
         "fetch(arguments[0].href).then(r => r.blob()).then(b => arguments[1](b.type))",
-        testid(driver, "download-link"),
+        element(driver, "download-link"),
     )
     assert kind == "image/jpeg"
-    assert testid(driver, "download-link").get_attribute("download") == "chelsea-inpainted.jpg"
+    assert element(driver, "download-link").get_attribute("download") == "chelsea-inpainted.jpg"
     seen = {p.name for p in folder.iterdir()}
-    testid(driver, "download-link").click()
+    element(driver, "download-link").click()
     saved = downloaded(folder, ".jpg", seen)
     assert saved.name == "chelsea-inpainted.jpg"
     with Image.open(saved) as opened:
@@ -626,8 +627,8 @@ def test_the_photo_s_own_format_downloads_mask_and_clipboard(page, photos) -> No
     # the mask, from the menu (after undoing the inpainting): white where the stroke was
     seen = {p.name for p in folder.iterdir()}
     ctrl(driver, "z")
-    testid(driver, "menu-button").click()
-    testid(driver, "mask-download-button").click()
+    element(driver, "menu-button").click()
+    element(driver, "mask-download-button").click()
     saved_mask = downloaded(folder, "-mask.png", seen)
     with Image.open(saved_mask) as opened:
         assert np.array_equal(np.asarray(opened.convert("L")) == 255, painted_mask)
@@ -637,9 +638,9 @@ def test_the_photo_s_own_format_downloads_mask_and_clipboard(page, photos) -> No
         {"permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
     )
     ctrl(driver, "y")  # the result again
-    testid(driver, "menu-button").click()
-    testid(driver, "copy-button").click()
-    wait_for(lambda: "copied" in testid(driver, "message").text, what="the copy")
+    element(driver, "menu-button").click()
+    element(driver, "copy-button").click()
+    wait_for(lambda: "copied" in element(driver, "message").text, what="the copy")
     copied = driver.execute_async_script(
         """const done = arguments[0];
         navigator.clipboard.read().then(items => items[0].getType("image/png"))
@@ -652,7 +653,7 @@ def test_the_photo_s_own_format_downloads_mask_and_clipboard(page, photos) -> No
         open_photo(driver, photos[name])
         paint(driver, STROKE)
         assert press_inpaint_and_wait(driver).format == fmt
-        assert testid(driver, "download-link").get_attribute("download").endswith(f".{ext}")
+        assert element(driver, "download-link").get_attribute("download").endswith(f".{ext}")
 
 
 @pytest.mark.slow
@@ -662,7 +663,7 @@ def test_layout_help_dark_mode_brush_preview_and_touch_hint(page, photos) -> Non
 
     driver, _ = page
     open_photo(driver, photos["png"])
-    toolbar = testid(driver, "stage").find_element(By.XPATH, "preceding-sibling::nav")
+    toolbar = element(driver, "stage").find_element(By.XPATH, "preceding-sibling::nav")
     controls = [
         c
         for c in toolbar.find_elements(By.CSS_SELECTOR, "button, .button, input[type=range]")
@@ -678,30 +679,30 @@ def test_layout_help_dark_mode_brush_preview_and_touch_hint(page, photos) -> Non
     ]
     assert not small, small
     # the rarely used controls are in the menu; the strategies in plain words, `original` too
-    assert not testid(driver, "strategy").is_displayed()
-    testid(driver, "menu-button").click()
+    assert not element(driver, "strategy").is_displayed()
+    element(driver, "menu-button").click()
     assert (
-        testid(driver, "strategy").is_displayed()
-        and testid(driver, "mask-download-button").is_displayed()
+        element(driver, "strategy").is_displayed()
+        and element(driver, "mask-download-button").is_displayed()
     )
     options = {
         o.get_attribute("value"): o.text
-        for o in testid(driver, "strategy").find_elements(By.TAG_NAME, "option")
+        for o in element(driver, "strategy").find_elements(By.TAG_NAME, "option")
     }
     assert set(options) == {"auto", "resize", "crop", "original"}
     assert "Full resolution" in options["original"] and "Shrink" in options["resize"]
     keys(driver, Keys.ESCAPE)
-    assert not testid(driver, "menu").is_displayed()
+    assert not element(driver, "menu").is_displayed()
     # the ? dialog
     keys(driver, "?")
-    dialog = testid(driver, "help-dialog")
+    dialog = element(driver, "help-dialog")
     assert dialog.is_displayed() and "Ctrl+S" in dialog.text and "Space" in dialog.text
     keys(driver, Keys.ESCAPE)
     assert not dialog.is_displayed()
     # the brush preview while the size slider moves: the brush's size, on the stage
-    slider = testid(driver, "brush-size")
+    slider = element(driver, "brush-size")
     slider.send_keys(Keys.ARROW_RIGHT * 10)
-    preview = testid(driver, "brush-cursor")
+    preview = element(driver, "brush-cursor")
     assert preview.is_displayed() and "preview" in preview.get_attribute("class")
     assert abs(rect(driver, preview)["width"] - int(slider.get_attribute("value"))) < 1
     wait_for(lambda: not preview.is_displayed(), timeout=5, what="the preview to go")
@@ -721,8 +722,8 @@ def test_layout_help_dark_mode_brush_preview_and_touch_hint(page, photos) -> Non
     finally:
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     # on a touch screen, no Ctrl+V hint
-    testid(driver, "menu-button").click()
-    testid(driver, "close-button").click()
+    element(driver, "menu-button").click()
+    element(driver, "close-button").click()
     hint = driver.find_element(By.ID, "empty-hint")
     assert "Ctrl+V" in hint.text
     driver.execute_cdp_cmd(
@@ -760,7 +761,7 @@ def test_token_prompt_tools_mask_file_and_readable_errors_in_chromium(
         driver.get_log("browser")
         driver.get(url)
         wait_for(lambda: driver.find_element(By.ID, "token-form").is_displayed(), what="token form")
-        message = testid(driver, "message")
+        message = element(driver, "message")
         assert "needs an access token" in message.text
         driver.find_element(By.ID, "token-input").send_keys("wrong", Keys.ENTER)
         wait_for(lambda: "not accepted" in message.text, what="the wrong token's message")
@@ -769,7 +770,7 @@ def test_token_prompt_tools_mask_file_and_readable_errors_in_chromium(
         token_input.clear()
         token_input.send_keys("tok", Keys.ENTER)
         wait_for(
-            lambda: "structure" in testid(driver, "model-info").text,
+            lambda: "structure" in element(driver, "model-info").text,
             what="the model after the token",
         )
         assert message.text == ""  # the error went with the action that worked
@@ -782,20 +783,20 @@ def test_token_prompt_tools_mask_file_and_readable_errors_in_chromium(
         assert painted(driver) == 0
         ctrl(driver, "z", shift=True)
         assert painted(driver) == first
-        testid(driver, "eraser-button").click()
+        element(driver, "eraser-button").click()
         drag(driver, [(x, y), (x + 5, y)])
         assert 0 < painted(driver) < first
-        size = int(testid(driver, "brush-size").get_attribute("value"))
+        size = int(element(driver, "brush-size").get_attribute("value"))
         keys(driver, "]")
-        assert int(testid(driver, "brush-size").get_attribute("value")) > size
-        testid(driver, "clear-button").click()
+        assert int(element(driver, "brush-size").get_attribute("value")) > size
+        element(driver, "clear-button").click()
         assert painted(driver) == 0
-        testid(driver, "mask-input").send_keys(str(mask_path))
+        element(driver, "mask-input").send_keys(str(mask_path))
         wait_for(lambda: painted(driver) == 50 * 60, what="the mask file on the canvas")
-        testid(driver, "inpaint-button").click()
+        element(driver, "inpaint-button").click()
         wait_for(lambda: "413" in message.text, what="the API's error on the page")
         assert "--max-pixels" in message.text and "error" in message.get_attribute("class")
-        testid(driver, "brush-button").click()
+        element(driver, "brush-button").click()
         drag(driver, [(x, y), (x + 5, y)])  # the next action that works clears the error
         assert message.text == "" and "error" not in message.get_attribute("class")
         console = driver.get_log("browser")
@@ -810,22 +811,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--checkpoint", default="runs/demo")
     parser.add_argument("--screenshot", default="docs/images/serve.png")
+    parser.add_argument("--phone-screenshot", help="also the same at 390 x 844 (a phone)")
     args = parser.parse_args()
     from ctsdg.fileio import atomic_write
     from ctsdg.serve.server import load_inpainter
 
     inpainter, fmt = load_inpainter(args.checkpoint, "cpu")
     app = create_app(inpainter, Limits(), checkpoint=args.checkpoint, checkpoint_format=fmt)
+    shots = [(args.screenshot, (1280, 800), 2)]
+    if args.phone_screenshot:
+        shots.append((args.phone_screenshot, (390, 844), 0))
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ctsdg-shot-")))
         photo_path = folder / "chelsea.png"
         Image.fromarray(data.chelsea()).save(photo_path)
         url = stack.enter_context(running_server(app))
-        driver = stack.enter_context(chromium(1000, 640))
-        paint_and_inpaint(driver, url, photo_path, stroke=((255, 85), (330, 70)))
-        png = driver.get_screenshot_as_png()
-    atomic_write(args.screenshot, lambda p: p.write_bytes(png))
-    print(f"wrote {args.screenshot}")
+        for path, (width, height), zoom_steps in shots:
+            with chromium(max(width, 500), height) as driver:  # headless: at least 500 wide
+                if width < 500:
+                    driver.execute_cdp_cmd(
+                        "Emulation.setDeviceMetricsOverride",
+                        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True},
+                    )
+                driver.get(url)
+                wait_for(
+                    lambda d=driver: (
+                        "structure" in element(d, "model-info").get_attribute("textContent")
+                    )
+                )
+                open_photo(driver, photo_path)
+                keys(driver, *"+" * zoom_steps)  # the photo larger, as a person would work
+                paint(driver, ((255, 85), (330, 70)))  # over the cat's forehead
+                press_inpaint_and_wait(driver)
+                png = driver.get_screenshot_as_png()
+            atomic_write(path, lambda p, png=png: p.write_bytes(png))
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ const ui = {
   brush: $("brush-button"), eraser: $("eraser-button"),
   size: $("brush-size"), sizeValue: $("brush-size-value"),
   undo: $("undo-button"), redo: $("redo-button"), clear: $("clear-button"),
-  strategy: $("strategy"), inpaint: $("inpaint-button"), cancel: $("cancel-button"),
+  strategy: $("strategy"), strategyHelp: $("strategy-help"), inpaint: $("inpaint-button"), cancel: $("cancel-button"),
   compare: $("compare-button"), download: $("download-link"), message: $("message"),
   zoomOut: $("zoom-out-button"), zoomLevel: $("zoom-level"), zoomIn: $("zoom-in-button"),
   fit: $("fit-button"), menuButton: $("menu-button"), menu: $("menu"),
@@ -46,6 +46,8 @@ const state = {
   opening: 0, // the latest photo being decoded (an older one finishing late is dropped)
 };
 let nextPhotoId = 1;
+// A touch screen without a mouse: no keyboard hints (the same query hides them in style.css).
+const touchOnly = () => matchMedia("(hover: none) and (pointer: coarse)").matches;
 
 // ------------------------------------------------------------------ messages and the API
 
@@ -134,6 +136,17 @@ document.addEventListener("pointerdown", (event) => {
   if (!ui.menu.hidden && !event.target.closest(".menu-holder")) openMenu(false);
 });
 ui.help.addEventListener("click", () => ui.helpDialog.showModal());
+$("help-menu-button").addEventListener("click", () => { openMenu(false); ui.helpDialog.showModal(); });
+
+// The strategies in a sentence each (the server's names are the option values).
+const STRATEGY_HELP = {
+  auto: "Crop when the painted areas are small parts of a large photo, shrink otherwise.",
+  resize: "The whole photo is shrunk to the model's input, filled, and the fill enlarged back: quick, but soft on large photos.",
+  crop: "Each painted area is filled from a square around it at (near) full resolution: sharp, best for small areas.",
+  original: "The whole photo at its own size, up to the server's pixel limit: the sharpest, and the slowest.",
+};
+function describeStrategy() { ui.strategyHelp.textContent = STRATEGY_HELP[ui.strategy.value] || ""; }
+ui.strategy.addEventListener("change", describeStrategy);
 
 // ------------------------------------------------------------------ opening a photo
 
@@ -219,9 +232,10 @@ ui.imageInput.addEventListener("change", () => {
 });
 ui.close.addEventListener("click", () => {
   const name = state.photo ? state.photo.name : "";
+  const cancelled = cancelRequest();
   closePhoto();
   openMenu(false);
-  say(name ? `${name} closed` : "");
+  say(name ? `${name} closed${cancelled ? "; its inpainting was cancelled" : ""}` : "");
 });
 
 ui.stage.addEventListener("dragover", (event) => {
@@ -663,7 +677,9 @@ async function inpaint() {
     setCurrent(after);
     redraw();
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
-    say(`done in ${seconds} s: paint again for another pass; hold Compare (or C) for the original, Ctrl+Z to undo`);
+    say(touchOnly()
+      ? `done in ${seconds} s: paint again for another pass; hold Compare for the original, Undo to go back`
+      : `done in ${seconds} s: paint again for another pass; hold Compare (or C) for the original, Ctrl+Z to undo`);
   } catch (err) {
     if (err.name !== "AbortError" && live()) say(`request failed: ${err.message}`, true);
   } finally {
@@ -723,7 +739,7 @@ ui.copy.addEventListener("click", async () => {
   openMenu(false);
   if (!state.current) return;
   if (!navigator.clipboard || !window.ClipboardItem) {
-    say("this browser allows copying images only on https:// or localhost pages", true);
+    say("this browser allows copying images only on secure (HTTPS) or localhost pages", true);
     return;
   }
   try {
@@ -821,5 +837,6 @@ document.addEventListener("keyup", (event) => {
 window.addEventListener("blur", () => { spaceHeld = false; ui.stage.classList.remove("pan-ready"); comparing(false); });
 
 setSize(ui.size.value);
+describeStrategy();
 updateButtons();
 loadModelInfo();
