@@ -833,6 +833,11 @@ def main() -> None:
                         "Emulation.setDeviceMetricsOverride",
                         {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True},
                     )
+                    coarse = [
+                        {"name": "hover", "value": "none"},
+                        {"name": "pointer", "value": "coarse"},
+                    ]
+                    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": coarse})
                 driver.get(url)
                 wait_for(
                     lambda d=driver: (
