@@ -493,6 +493,20 @@ def test_a_late_result_never_lands_on_a_new_photo_and_cancel_stops_waiting(page,
     assert np.array_equal(pixels(driver, "current-image"), coffee)
     assert element(driver, "result-image").get_attribute("src") in (None, "")
     assert painted(driver) > 0  # the mask is still there for another try
+    # Close (in the menu) while a request runs: the page goes back to empty and stays so
+    model.reset()
+    model.hold()
+    element(driver, "inpaint-button").click()
+    assert model.started.wait(30)
+    element(driver, "menu-button").click()
+    element(driver, "close-button").click()
+    assert "cancelled" in element(driver, "message").text
+    model.release()
+    assert model.finished.wait(30)
+    time.sleep(0.5)
+    assert not element(driver, "mask-canvas").is_displayed()
+    assert element(driver, "current-image").get_attribute("src") in (None, "")
+    assert element(driver, "result-image").get_attribute("src") in (None, "")
 
 
 def zoom_percent(driver) -> int:
