@@ -852,6 +852,9 @@ def main() -> None:
                         {"name": "pointer", "value": "coarse"},
                     ]
                     driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": coarse})
+                    driver.execute_cdp_cmd(
+                        "Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5}
+                    )
                 driver.get(url)
                 wait_for(
                     lambda d=driver: (
