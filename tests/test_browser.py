@@ -298,12 +298,12 @@ def slow_inpainter(model: Model):
     from ctsdg.models import Generator
 
     class Held(Inpainter):
-        def inpaint(self, image, mask):
+        def inpaint(self, image, mask, **options):
             model.images.append(np.asarray(image.convert("RGB")))
             model.started.set()
             assert model.gate.wait(60), "the test never released the model"
             try:
-                return super().inpaint(image, mask)
+                return super().inpaint(image, mask, **options)
             finally:
                 model.finished.set()
 
