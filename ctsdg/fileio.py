@@ -53,7 +53,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise name_error(err, path) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -64,10 +67,32 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise name_error(err, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def name_error(err: OSError, path: str | os.PathLike[str]) -> OSError:
+    """``err`` reported against ``path``, the file the user knows, not the hidden temporary
+    file an atomic write used (or no file at all, as a failed ``write`` or ``fsync`` has)."""
+    err.filename, err.filename2 = str(path), None
+    return err
+
+
+def unwrap_os_error(err: BaseException) -> OSError | None:
+    """The OSError behind ``err``: ``err`` itself, or the one a C++ writer chained before
+    failing on its own terms (``torch.save``'s ``[enforce fail at inline_container.cc]``)."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, OSError):
+            return err
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+        seen += 1
+    return None
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -8,11 +8,13 @@ and over the ranks (a collective that all ranks join), so the loop calls it unco
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -62,10 +64,13 @@ class Monitor:
         self._file: TextIO | None = None
         self._bar = None
         self._writer = None
+        self._event_folder: Path | None = None
         if not enabled:
             return
-        save_path.mkdir(parents=True, exist_ok=True)
-        self._file = open(save_path / "log.txt", "a", buffering=1)  # noqa: SIM115 - closed in close()
+        self._log_path = save_path / "log.txt"
+        with _naming(self._log_path):
+            save_path.mkdir(parents=True, exist_ok=True)
+            self._file = open(self._log_path, "a", buffering=1)  # noqa: SIM115 - closed in close()
         if progress and sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -78,7 +83,9 @@ class Monitor:
             except ImportError:  # tensorboard is a dependency; keep training if it is broken
                 log.warning("tensorboard is not importable; no event files will be written")
             else:
-                self._writer = SummaryWriter(str(save_path / "tensorboard"), purge_step=start + 1)
+                self._event_folder = save_path / "tensorboard"
+                with _naming(self._event_folder):
+                    self._writer = SummaryWriter(str(self._event_folder), purge_step=start + 1)
 
     def print(self, message: str) -> None:
         """A line for the person: stdout (above the progress bar) and log.txt."""
@@ -89,7 +96,8 @@ class Monitor:
         else:
             print(message, flush=True)
         if self._file is not None:
-            self._file.write(message + "\n")
+            with _naming(self._log_path):
+                self._file.write(message + "\n")
 
     def record(self, terms: dict[str, torch.Tensor]) -> None:
         """One iteration's loss terms (every rank calls this); advances the progress bar."""
@@ -142,9 +150,33 @@ class Monitor:
             self._writer.add_image(name, array, iteration)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        if self._writer is not None:
-            self._writer.close()
-        if self._file is not None:
-            self._file.close()
+        """Close the bar, the event files and log.txt, each even if another fails; then raise
+        the first OSError (a full disk can fail the last flush), naming its file."""
+        first: OSError | None = None
+        parts = [
+            (self._bar, None),
+            (self._writer, self._event_folder),
+            (self._file, getattr(self, "_log_path", None)),
+        ]
+        self._bar = self._writer = self._file = None
+        for part, path in parts:
+            if part is None:
+                continue
+            try:
+                with _naming(path):
+                    part.close()
+            except OSError as err:
+                first = first or err
+        if first is not None:
+            raise first
+
+
+@contextlib.contextmanager
+def _naming(path: Path | None) -> Iterator[None]:
+    """An OSError without a file name (a failed ``write``) gets ``path``'s."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None and path is not None:
+            err.filename = str(path)
+        raise
