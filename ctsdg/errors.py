@@ -42,6 +42,7 @@ _REASONS = {
     errno.EEXIST: "exists and is not a directory",
     errno.ENOENT: "no such file or directory",
     errno.ENAMETOOLONG: "file name too long",
+    errno.ELOOP: "a loop of symbolic links",
 }
 
 

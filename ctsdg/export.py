@@ -36,7 +36,12 @@ from typing import Any, Literal
 import torch
 
 from ctsdg.errors import CommandError, InputError
-from ctsdg.fileio import atomic_write_bytes, check_output_dir
+from ctsdg.fileio import (
+    atomic_write_bytes,
+    check_output_dir,
+    check_overwrite,
+    output_is_folder,
+)
 from ctsdg.models import Generator
 from ctsdg.models.generator import SIZE_MULTIPLE
 
@@ -257,10 +262,9 @@ def export(
     if size is not None and (size < SIZE_MULTIPLE or size % SIZE_MULTIPLE):
         raise InputError(f"--size {size}: the generator needs a multiple of {SIZE_MULTIPLE}")
     path = Path(output)
-    if path.is_dir():
+    if output_is_folder(path):
         raise InputError(f"{path}: is a folder; -o names the file to write")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; pass --overwrite to replace it")
+    check_overwrite(path, overwrite)
     check_output_dir(path.parent)  # before the slow part: an unwritable place fails at once
     weights = load_weights(checkpoint)
     size = size or weights.trained_size

@@ -194,3 +194,33 @@ def test_export_on_a_full_disk_leaves_nothing_behind(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no space left" in err and name in err
     assert not (tmp_path / name).exists() and leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- hostile paths
+
+
+def test_names_too_long_and_links_are_one_line(tmp_path: Path, weights_file: Path, capsys) -> None:
+    long = "a" * 300
+    cases = [
+        ["convert", str(weights_file), str(tmp_path / f"{long}.safetensors")],
+        ["export", "--checkpoint", str(weights_file), "-o", str(tmp_path / f"{long}.onnx")],
+        ["masks", str(tmp_path / long), "--per-bucket", "1", "--size", "32", "--buckets", "0-10"],
+    ]
+    for args in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "file name too long" in err and long in err
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling.safetensors")
+    assert main(["convert", str(weights_file), str(tmp_path / "dangling.safetensors")]) == 2
+    assert "(a symbolic link) already exists" in capsys.readouterr().err
+    assert (tmp_path / "dangling.safetensors").is_symlink()
+    os.symlink(tmp_path / "loop2.onnx", tmp_path / "loop1.onnx")
+    os.symlink(tmp_path / "loop1.onnx", tmp_path / "loop2.onnx")
+    assert main([*cases[1][:-1], str(tmp_path / "loop1.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists" in err
+    readonly = tmp_path / "ro.safetensors"
+    readonly.write_bytes(b"mine")
+    readonly.chmod(0o444)
+    assert main(["convert", str(weights_file), str(readonly), "--overwrite"]) == 2
+    assert "is read-only" in capsys.readouterr().err and readonly.read_bytes() == b"mine"

@@ -12,9 +12,11 @@ functions, so ``ctsdg --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ctsdg import __version__
 from ctsdg.cli import evaluation, inference, training
@@ -73,13 +75,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     run: Runner = args.run
     try:
-        return int(run(args) or 0)
+        with _terminated_by_sigterm():
+            return int(run(args) or 0)
     except CommandError as err:
         print(f"ctsdg: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("ctsdg: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("ctsdg: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that ``finally`` blocks and `atomic_write`
+    remove their temporary files on the way out (the default action would leave them)."""
+
+
+@contextlib.contextmanager
+def _terminated_by_sigterm() -> Iterator[None]:
+    """SIGTERM raises `Terminated` while a command runs (training and serving install their
+    own handlers on top, and put this one back)."""
+
+    def handle(signum: int, frame: object) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _is_override(arg: str) -> bool:

@@ -39,7 +39,13 @@ from ctsdg.data.images import (
 )
 from ctsdg.data.skipping import SkipRegistry
 from ctsdg.errors import InpaintWarning, InputError
-from ctsdg.fileio import atomic_write_bytes, check_output_dir, writing
+from ctsdg.fileio import (
+    atomic_write_bytes,
+    check_output_dir,
+    existing_output,
+    output_is_folder,
+    writing,
+)
 
 MASK_INDEX = "masks.json"
 
@@ -313,7 +319,9 @@ def write_mask_set(
     if not checked:
         raise InputError("write_mask_set needs at least one bucket")
     names = [f"{bucket_name(b)}/{n:05d}.png" for b in checked for n in range(per_bucket)]
-    existing = [n for n in [*names, MASK_INDEX] if (out / n).exists()] if out.is_dir() else []
+    existing = []
+    if output_is_folder(out):  # a name too long or a parent that is a file: one line
+        existing = [n for n in [*names, MASK_INDEX] if existing_output(out / n) is not None]
     if existing and not overwrite:
         shown = ", ".join(existing[:3]) + (", ..." if len(existing) > 3 else "")
         raise InputError(
