@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import reprlib
 
 
 class CommandError(Exception):
@@ -54,3 +55,15 @@ def describe_os_error(path: str | os.PathLike[str] | None, exc: OSError) -> str:
     where = path if path is not None else (exc.filename or "?")
     reason = _REASONS.get(exc.errno or -1) or exc.strerror or str(exc) or type(exc).__name__
     return f"{where}: {reason}"
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 40
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+_SHORT.maxlevel = 2
+
+
+def shown(value: object) -> str:
+    """A value from a file or the command line for an error line: its repr, cut short (it may
+    be huge, or nest without end), so that the line stays one short line."""
+    return _SHORT.repr(value)

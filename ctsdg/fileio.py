@@ -145,8 +145,7 @@ def input_kind(path: str | os.PathLike[str], what: str) -> str:
         return "folder"
     if stat.S_ISREG(st.st_mode):
         return "file"
-    kind = _file_type(st.st_mode)
-    raise InputError(f"{path}: not a regular file ({kind}); {what} must be a file or folder")
+    raise InputError(f"{path}: not a regular file ({_file_type(st.st_mode)}); {what} must be one")
 
 
 def _file_type(mode: int) -> str:
