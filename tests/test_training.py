@@ -802,3 +802,50 @@ def test_a_read_only_disk_mid_run_names_the_file_and_the_remedy(tmp_path: Path, 
     assert "checkpoint_0000002.pt: read-only" in message
     assert message.endswith("(continue with resume=auto once the file system is writable again)")
     assert "room" not in message
+
+
+# --------------------------------------------------------------------------- outside torchrun
+
+
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc': expected a whole number >= 1"),
+        ({"WORLD_SIZE": "0"}, "WORLD_SIZE='0': expected a whole number >= 1"),
+        ({"WORLD_SIZE": "2", "RANK": "-1"}, "RANK='-1': expected a whole number >= 0"),
+        ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 but WORLD_SIZE=2"),
+        ({"WORLD_SIZE": "2", "RANK": "0"}, "WORLD_SIZE=2 but MASTER_ADDR and MASTER_PORT not"),
+        ({"WORLD_SIZE": "2", "CTSDG_DIST_TIMEOUT": "nan"}, "CTSDG_DIST_TIMEOUT='nan'"),
+    ],
+)
+def test_distributed_variables_are_checked(monkeypatch, env: dict, expected: str) -> None:
+    from ctsdg.training import distributed
+
+    for key in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(InputError) as info:
+        distributed.setup("cpu")
+    assert str(info.value).startswith(expected) and "\n" not in str(info.value)
+
+
+def test_a_missing_second_process_is_waited_for_then_named(monkeypatch, caplog) -> None:
+    import time
+
+    from ctsdg.training import distributed
+
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    port = _free_port()
+    env = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+    for key, value in {**env, "MASTER_PORT": str(port), "CTSDG_DIST_TIMEOUT": "1"}.items():
+        monkeypatch.setenv(key, value)
+    start = time.perf_counter()
+    with caplog.at_level("WARNING", "ctsdg"), pytest.raises(InputError) as info:
+        distributed.setup("cpu")
+    assert time.perf_counter() - start < 30
+    assert f"waiting up to 1s at 127.0.0.1:{port} for the other 1 process(es)" in caplog.text
+    message = str(info.value)
+    assert message.startswith(f"rank 0 of 2 could not join the others at 127.0.0.1:{port}")
+    assert "within 1s" in message and "\n" not in message
+    assert not torch.distributed.is_initialized()
