@@ -26,6 +26,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,8 @@ from ctsdg.models import Generator, generator_inputs
 SUPPORTED = {"eager": PRECISIONS, "compiled": PRECISIONS, "onnxruntime": ("fp32",)}
 
 Runner = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+
+log = logging.getLogger(__name__)
 
 
 class UnsupportedError(InputError):
@@ -231,7 +234,14 @@ def _onnxruntime_runner(
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=providers)
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as err:  # a damaged cache file (truncated, overwritten): export it again
+        reason = " ".join(str(err).split())[:200]
+        log.warning("ONNX cache %s is unreadable (%s); exporting it again", path, reason)
+        path.unlink(missing_ok=True)
+        path = cached_onnx(generator, size, cache)
+        session = ort.InferenceSession(str(path), options, providers=providers)
 
     def run(image: Tensor, mask: Tensor, gray: Tensor, edge: Tensor) -> Tensor:
         if image.shape[-2:] != (size, size):

@@ -133,14 +133,24 @@ def _quiet_tracing() -> Iterator[None]:
         yield
 
 
+def check_opset(opset: int) -> None:
+    """InputError unless PyTorch's exporter can write ``opset`` and the model needs no more."""
+    from torch.onnx import _constants
+
+    highest = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", OPSET)
+    if opset < OPSET:
+        raise InputError(f"--opset {opset}: Col2Im (the attention's fold) needs opset >= {OPSET}")
+    if opset > highest:
+        raise InputError(f"--opset {opset}: this PyTorch exports opsets {OPSET} to {highest}")
+
+
 def onnx_bytes(
     generator: Generator, size: int, metadata: dict[str, str], opset: int = OPSET
 ) -> bytes:
     """``generator`` (CPU, eval) as an ONNX file's bytes: dynamic batch axis, metadata."""
     import onnx
 
-    if opset < OPSET:
-        raise InputError(f"--opset {opset}: Col2Im (the attention's fold) needs opset >= {OPSET}")
+    check_opset(opset)
     example = random_inputs(1, size)
     dynamic = {name: {0: "batch"} for name in INPUT_NAMES + OUTPUT_NAMES}
     buffer = io.BytesIO()
@@ -259,6 +269,8 @@ def export(
 
     if fmt not in FORMATS:
         raise InputError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "onnx":
+        check_opset(opset)
     if size is not None and (size < SIZE_MULTIPLE or size % SIZE_MULTIPLE):
         raise InputError(f"--size {size}: the generator needs a multiple of {SIZE_MULTIPLE}")
     path = Path(output)

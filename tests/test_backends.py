@@ -155,3 +155,18 @@ def test_cli_refuses_bf16_onnxruntime_in_one_line(tmp_path: Path, capsys) -> Non
     err = capsys.readouterr().err.strip()
     assert err.startswith("ctsdg: error: backend onnxruntime runs fp32 only") and "\n" not in err
     assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.slow
+def test_a_damaged_onnx_cache_file_is_exported_again(tmp_path: Path, caplog) -> None:
+    generator = _generator()
+    image, mask, gray, edge = _inputs()
+    expected = build_runner(generator, "eager", "fp32")(image, mask, gray, edge)
+    path = onnx_cache_path(generator, SIZE, "fp32", tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x08\x07\x12\x04half")  # a truncated file where the cache looks
+    with caplog.at_level("WARNING", "ctsdg"):
+        runner = build_runner(generator, "onnxruntime", "fp32", size=SIZE, cache=tmp_path)
+    assert f"ONNX cache {path} is unreadable" in caplog.text
+    torch.testing.assert_close(runner(image, mask, gray, edge), expected, atol=1e-4, rtol=0)
+    assert path.stat().st_size > 10_000 and [p.name for p in path.parent.iterdir()] == [path.name]

@@ -179,6 +179,13 @@ def test_export_output_faults_fail_before_exporting(
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert main([*base, str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+    for opset, expected in (
+        ("99", "this PyTorch exports opsets 18 to"),
+        ("9", "needs opset >= 18"),
+    ):
+        assert main([*base, str(tmp_path / "new.onnx"), "--opset", opset]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--opset {opset}: " in err and expected in err
 
 
 @pytest.mark.slow
