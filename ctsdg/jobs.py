@@ -26,8 +26,9 @@ item, and the command ends with a summary and exit status 1. Only a problem with
 place itself (read-only, full disk) stops the run at once.
 
 Saving (`save_image`) keeps the input's mode and depth where the output format can store them
-(`FORMAT_MODES`), and says so (an `InpaintWarning`) where it cannot. Every file is written
-atomically. PNG, BMP, TIFF and WebP (written lossless) outputs hold the known pixels exactly as
+(`FORMAT_MODES`), and says so (an `InpaintWarning`) where it cannot; EXIF is kept where the
+format holds it (`EXIF_FORMATS`), its orientation set to 1 (the pixels are stored upright).
+Every file is written atomically. PNG, BMP, TIFF and WebP (written lossless) outputs hold the known pixels exactly as
 decoded from the input. A JPEG output is re-encoded as a whole (JPEG is lossy), so its known
 pixels are not bit-identical: when the input was a JPEG too, its quantisation tables and chroma
 subsampling are reused, which changes them about half as much as a quality-95 encoding (see
@@ -81,6 +82,9 @@ FORMAT_MODES: dict[str, tuple[str, ...]] = {
     "TIFF": ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I"),
 }
 _ALPHA_MODES = ("RGBA", "LA", "PA")
+#: The formats whose files hold EXIF (BMP has no place for it).
+EXIF_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
+_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -280,6 +284,12 @@ def encode_image(image: Image.Image, fmt: str) -> tuple[bytes, str | None]:
     for key in ("icc_profile", "dpi"):
         if key in image.info:
             options[key] = image.info[key]
+    if image.info.get("exif") and fmt in EXIF_FORMATS:
+        # the pixels are stored upright (decoding applied the orientation): say so
+        exif = image.getexif()
+        if _ORIENTATION in exif:
+            exif[_ORIENTATION] = 1
+        options["exif"] = exif.tobytes()
     if fmt == "PNG" and image.mode in ("P", "L", "RGB") and "transparency" in image.info:
         options["transparency"] = image.info["transparency"]
     if fmt == "JPEG":

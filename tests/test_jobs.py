@@ -491,3 +491,21 @@ def test_sigterm_during_a_write_leaves_no_temporary_file(
     assert capsys.readouterr().err.endswith("ctsdg: terminated\n")
     assert leftovers(tmp_path) == [] and not (tmp_path / "out.png").exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+
+
+@pytest.mark.parametrize("name", ["out.jpg", "out.png", "out.webp", "out.tif"])
+def test_exif_is_kept_with_its_orientation_reset(tmp_path: Path, weights_file: Path, name) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "ctsdg test camera"  # Make
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    photo().save(tmp_path / "in.jpg", exif=exif.tobytes(), quality=95)
+    box_mask(150, 200, (30, 30, 80, 80)).save(tmp_path / "mask.png")  # upright: 150 x 200
+    out = tmp_path / name
+    assert (
+        cli(tmp_path / "in.jpg", tmp_path / "mask.png", "-o", out, "--checkpoint", weights_file)
+        == 0
+    )
+    with Image.open(out) as written:
+        assert written.size == (150, 200)
+        kept = written.getexif()
+        assert kept[0x010F] == "ctsdg test camera" and kept.get(0x0112, 1) == 1
