@@ -28,10 +28,11 @@ place itself (read-only, full disk) stops the run at once.
 Saving (`save_image`) keeps the input's mode and depth where the output format can store them
 (`FORMAT_MODES`), and says so (an `InpaintWarning`) where it cannot; EXIF is kept where the
 format holds it (`EXIF_FORMATS`), its orientation set to 1 (the pixels are stored upright).
-Every file is written atomically. PNG, BMP, TIFF and WebP (written lossless) outputs hold the known pixels exactly as
-decoded from the input. A JPEG output is re-encoded as a whole (JPEG is lossy), so its known
-pixels are not bit-identical: when the input was a JPEG too, its quantisation tables and chroma
-subsampling are reused, which changes them about half as much as a quality-95 encoding (see
+Every file is written atomically. PNG, BMP, TIFF and WebP (written lossless) outputs hold the
+known pixels exactly as decoded from the input. A JPEG output is re-encoded as a whole (JPEG is
+lossy), so its known pixels are not bit-identical: when the input was a JPEG too, its
+quantisation tables and chroma subsampling are reused, which changes them about half as much as
+a quality-95 encoding (see
 ``tests/test_jobs.py::test_jpeg_to_jpeg_reuses_the_source_quantisation``); otherwise quality 95.
 """
 
