@@ -12,10 +12,11 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ctsdg.errors import InpaintWarning, InputError, describe_os_error
+from ctsdg.errors import InpaintWarning, InputError, describe_os_error, shown
 
 
 def write_error(path: str | os.PathLike[str], err: OSError) -> InputError:
@@ -226,6 +227,26 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> None:
         for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
             if len(tmp.name) == len(path.name) + 14:  # "." NAME "." 8 random chars ".tmp"
                 tmp.unlink(missing_ok=True)
+
+
+def check_tensors(state: Any, path: Path, what: str) -> dict[str, torch.Tensor]:
+    """``state`` if it is a mapping of names to finite tensors; InputError naming the first
+    entry that is not (a string, a list, NaN or infinite weights)."""
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: {what} weights must be a state dict, got {shown(state)}")
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise InputError(
+                f"{path}: {what} weight {shown(name)} is {type(value).__name__} "
+                f"{shown(value)}, not a tensor"
+            )
+    for name, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise InputError(
+                f"{path}: {what} weight {name} holds NaN or infinite values; the file is "
+                "damaged or the training diverged"
+            )
+    return state
 
 
 def read_state_dict(path: str | os.PathLike[str], what: str) -> dict[str, torch.Tensor]:

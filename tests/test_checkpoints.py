@@ -337,3 +337,29 @@ def test_a_truncated_mindspore_file_keeps_the_readers_reason(tmp_path: Path) -> 
     message = str(info.value)
     assert "not a checkpoint format ctsdg reads (not a MindSpore checkpoint (" in message
     assert message.count(str(cut)) == 1 and "\n" not in message
+
+
+def test_checkpoint_paths_that_break_lookups_are_named(tmp_path: Path, capsys) -> None:
+    import os
+
+    long = tmp_path / ("c" * 300 + ".pt")
+    with pytest.raises(InputError, match=r"cannot read checkpoint .*: file name too long"):
+        load_weights(long)
+    os.mkfifo(tmp_path / "fifo.pt")
+    with pytest.raises(InputError, match=r"fifo\.pt: not a regular file \(a named pipe\)"):
+        load_weights(tmp_path / "fifo.pt")
+    with pytest.raises(InputError, match=r"missing\.pt: checkpoint not found; expected"):
+        load_weights(tmp_path / "missing.pt")
+
+
+def test_the_cli_prints_a_stray_os_error_as_one_line(monkeypatch, capsys) -> None:
+    import errno
+
+    import ctsdg.checkpoints as checkpoints
+
+    def stray(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error", "/somewhere/file.pt")
+
+    monkeypatch.setattr(checkpoints, "convert", stray)
+    assert main(["convert", "a.pt", "b.safetensors"]) == 2
+    assert capsys.readouterr().err == "ctsdg: error: /somewhere/file.pt: Input/output error\n"

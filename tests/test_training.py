@@ -20,6 +20,7 @@ from ctsdg.checkpoints import list_checkpoints, load_weights
 from ctsdg.cli import main
 from ctsdg.config import load_config, shipped_config
 from ctsdg.errors import InputError
+from ctsdg.models import Generator
 from ctsdg.training import NonFiniteLossError, train
 from ctsdg.training.schedule import learning_rates, set_train_mode, stage_at, stage_plan
 
@@ -634,6 +635,22 @@ def test_weights_only_checkpoint_cannot_be_resumed(tmp_path: Path) -> None:
     assert load_weights(path).generator is not None  # fine for inference
     with pytest.raises(InputError, match="cannot resume exactly, checkpoint lacks iteration"):
         train(_config(tmp_path, train_iter=1, finetune_iter=0, resume=str(path)))
+
+
+def test_resuming_from_damaged_state_is_one_line(tmp_path: Path) -> None:
+    config = _config(tmp_path, train_iter=1, finetune_iter=0)
+    saved = train(config).checkpoint
+    data = _state(saved)
+    data["generator"] = {**data["generator"], "texture_encoder.0.conv.weight": "oops"}
+    torch.save(data, saved)
+    again = _config(tmp_path, train_iter=2, finetune_iter=0, resume="auto")
+    with pytest.raises(InputError) as info:
+        train(again)
+    assert "generator weight 'texture_encoder.0.conv.weight' is str" in str(info.value)
+    data.update(generator=Generator(width=8).state_dict(), optimizer_g={"x": 1})
+    torch.save(data, saved)
+    with pytest.raises(InputError, match=r"cannot resume from this checkpoint \("):
+        train(again)
 
 
 @pytest.mark.parametrize(

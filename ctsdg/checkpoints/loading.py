@@ -23,7 +23,6 @@ import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +38,7 @@ from ctsdg.checkpoints.native import (
     save_weights,
 )
 from ctsdg.errors import InputError, shown
-from ctsdg.fileio import writing
+from ctsdg.fileio import check_tensors, input_kind, writing
 from ctsdg.models import Discriminator, Generator
 from ctsdg.models.generator import SIZE_MULTIPLE
 from ctsdg.training.checkpoint import is_training_checkpoint, parse_training_checkpoint
@@ -124,26 +123,6 @@ def _discriminator_width(state: dict[str, torch.Tensor], model: ModelConfig) -> 
     return int(weight.shape[0]) if weight is not None else model.width
 
 
-def check_tensors(state: Any, path: Path, what: str) -> dict[str, torch.Tensor]:
-    """``state`` if it is a mapping of names to finite tensors; InputError naming the first
-    entry that is not (a string, a list, NaN or infinite weights)."""
-    if not isinstance(state, dict):
-        raise InputError(f"{path}: {what} weights must be a state dict, got {shown(state)}")
-    for name, value in state.items():
-        if not isinstance(value, torch.Tensor):
-            raise InputError(
-                f"{path}: {what} weight {shown(name)} is {type(value).__name__} "
-                f"{shown(value)}, not a tensor"
-            )
-    for name, value in state.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise InputError(
-                f"{path}: {what} weight {name} holds NaN or infinite values; the file is "
-                "damaged or the training diverged"
-            )
-    return state
-
-
 def _load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
     state = check_tensors(state, path, what)
     expected = net.state_dict()
@@ -169,10 +148,14 @@ def _load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path,
 def load_weights(path: str | os.PathLike[str]) -> LoadedWeights:
     """Read weights from any accepted file or run folder (see the module docstring)."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        kind = input_kind(path, "checkpoint")  # a name too long, a FIFO: refused by name
+    except InputError:
+        if not isinstance(_lstat_error(path), FileNotFoundError):
+            raise
+        raise InputError(f"{path}: checkpoint not found; expected {ACCEPTED}") from None
+    if kind == "folder":
         path = latest_checkpoint(path)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found; expected {ACCEPTED}")
     with open(path, "rb") as f:
         head = f.read(16)
     if head.startswith((_TORCH_ZIP_MAGIC, _PICKLE_PROTOCOL_2)):
@@ -199,6 +182,14 @@ def _checked(weights: LoadedWeights) -> LoadedWeights:
             check_tensors(state, weights.path, what)
     _ = weights.trained_size
     return weights
+
+
+def _lstat_error(path: Path) -> OSError | None:
+    try:
+        os.lstat(path)
+    except OSError as err:
+        return err
+    return None
 
 
 def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Generator:

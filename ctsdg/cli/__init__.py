@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from ctsdg import __version__
 from ctsdg.cli import evaluation, inference, training
 from ctsdg.cli.options import Parser, Runner
-from ctsdg.errors import CommandError
+from ctsdg.errors import CommandError, describe_os_error
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -83,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ctsdg: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # the last net: a file problem no command turned into its own line
+        print(f"ctsdg: error: {describe_os_error(err.filename, err)}", file=sys.stderr)
+        return 2
     except Terminated:
         print("ctsdg: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
