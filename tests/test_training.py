@@ -794,6 +794,7 @@ def _check_filled_run(run: Path, message: str, completed: int, reason: str) -> N
         assert load_config(run / "config.yaml").train_iter == 2
 
 
+@pytest.mark.slow  # about 20 short runs: 10-30 s on 2 cores
 def test_a_disk_that_fills_at_every_write_point(tmp_path: Path, monkeypatch) -> None:
     """ENOSPC at each write point of a two-iteration run (config.yaml, log lines, sample
     grids, checkpoints, fsyncs; the disk stays full from there on): one line naming the real
