@@ -820,6 +820,10 @@ def test_a_read_only_disk_mid_run_names_the_file_and_the_remedy(tmp_path: Path, 
     assert "checkpoint_0000002.pt: read-only" in message
     assert message.endswith("(continue with resume=auto once the file system is writable again)")
     assert "room" not in message
+    assert clean.points[n][0].startswith("fsync")  # the same file's fsync, next
+    _, message = _fill_at(tmp_path / "eio", monkeypatch, n + 1, errno.EIO)
+    _check_filled_run(tmp_path / "eio" / "run", message, 1, os.strerror(errno.EIO))
+    assert "checkpoint_0000002.pt: " in message and message.endswith("once the cause is fixed)")
 
 
 # --------------------------------------------------------------------------- outside torchrun
