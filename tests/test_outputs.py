@@ -231,3 +231,15 @@ def test_names_too_long_and_links_are_one_line(tmp_path: Path, weights_file: Pat
     readonly.chmod(0o444)
     assert main(["convert", str(weights_file), str(readonly), "--overwrite"]) == 2
     assert "is read-only" in capsys.readouterr().err and readonly.read_bytes() == b"mine"
+
+
+def test_masks_overwrite_refuses_read_only_files(tmp_path: Path, capsys) -> None:
+    args = ["--per-bucket", "1", "--size", "32", "--buckets", "0-10"]
+    out = tmp_path / "set"
+    assert main(["masks", str(out), *args]) == 0
+    (out / "masks.json").chmod(0o444)
+    before = (out / "masks.json").read_bytes()
+    assert main(["masks", str(out), *args, "--seed", "9", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "masks.json: is read-only" in err
+    assert (out / "masks.json").read_bytes() == before

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import signal
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 
 from ctsdg import __version__
@@ -75,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     run: Runner = args.run
     try:
-        with _terminated_by_sigterm():
+        with _terminated_by_sigterm(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
             return int(run(args) or 0)
     except CommandError as err:
         print(f"ctsdg: error: {err}", file=sys.stderr)
@@ -89,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print("ctsdg: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
+    """Warnings as one line each, like the errors (``ctsdg: warning: ...``)."""
+    print(f"ctsdg: warning: {message}", file=sys.stderr)
 
 
 class Terminated(BaseException):

@@ -42,6 +42,7 @@ from ctsdg.errors import InpaintWarning, InputError
 from ctsdg.fileio import (
     atomic_write_bytes,
     check_output_dir,
+    check_overwrite,
     existing_output,
     output_is_folder,
     writing,
@@ -328,6 +329,8 @@ def write_mask_set(
             f"{out} already holds {len(existing)} of the files to write ({shown}); "
             "choose another folder or pass --overwrite"
         )
+    for name in existing:  # what --overwrite still refuses (read-only) or warns about
+        check_overwrite(out / name, overwrite=True)
     check_output_dir(out)
     entries: list[dict[str, object]] = []
     for lo, hi in checked:
