@@ -41,6 +41,7 @@ from ctsdg.fileio import (
     check_output_dir,
     check_overwrite,
     output_is_folder,
+    remove_stale_temporaries,
 )
 from ctsdg.models import Generator
 from ctsdg.models.generator import SIZE_MULTIPLE
@@ -290,6 +291,7 @@ def export(
         data = onnx_bytes(generator, size, metadata, opset)
     else:
         data = torchscript_bytes(generator, size, metadata)
+    remove_stale_temporaries(path)  # what a killed earlier export left
     atomic_write_bytes(path, data)
     diff = max_difference(path, fmt, generator, size, batch_sizes)
     if not diff <= tolerance:

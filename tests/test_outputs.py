@@ -243,3 +243,17 @@ def test_masks_overwrite_refuses_read_only_files(tmp_path: Path, capsys) -> None
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "masks.json: is read-only" in err
     assert (out / "masks.json").read_bytes() == before
+
+
+def test_stale_temporaries_of_an_output_are_removed_before_it_is_written(
+    tmp_path: Path, weights_file: Path
+) -> None:
+    out = tmp_path / "m.safetensors"
+    stale = tmp_path / ".m.safetensors.ab12cd34.tmp"  # a SIGKILL mid-write left it
+    other = tmp_path / ".other.safetensors.ab12cd34.tmp"  # another output's: not ours
+    mine = tmp_path / ".m.safetensors.notes.tmp"  # not the atomic writer's pattern
+    for path in (stale, other, mine):
+        path.write_bytes(b"half")
+    assert main(["convert", str(weights_file), str(out)]) == 0
+    assert not stale.exists() and other.exists() and mine.exists()
+    assert load_weights(out).model.width == 8

@@ -38,7 +38,7 @@ from ctsdg.checkpoints.native import (
     save_weights,
 )
 from ctsdg.errors import InputError, shown
-from ctsdg.fileio import check_tensors, input_kind, writing
+from ctsdg.fileio import check_tensors, input_kind, remove_stale_temporaries, writing
 from ctsdg.models import Discriminator, Generator
 from ctsdg.models.generator import SIZE_MULTIPLE
 from ctsdg.training.checkpoint import is_training_checkpoint, parse_training_checkpoint
@@ -228,6 +228,7 @@ def convert(
     if weights.generator is None:
         raise InputError(f"{weights.path}: holds no generator; nothing to convert")
     with writing(destination):  # atomic (save_weights); a full disk or read-only place: one line
+        remove_stale_temporaries(destination)  # what a killed earlier convert left
         save_weights(
             destination,
             model=weights.model,
