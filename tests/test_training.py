@@ -871,3 +871,24 @@ def test_a_missing_second_process_is_waited_for_then_named(monkeypatch, caplog) 
     assert message.startswith(f"rank 0 of 2 could not join the others at 127.0.0.1:{port}")
     assert "within 1s" in message and "\n" not in message
     assert not torch.distributed.is_initialized()
+
+
+def test_monitor_names_the_file_a_failed_write_was_for(tmp_path: Path, monkeypatch) -> None:
+    from ctsdg.training.monitor import Monitor
+
+    monitor = Monitor(tmp_path, 10, 0, progress=False, tensorboard=True)
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def no_room(*args, **kwargs):
+        raise full
+
+    monkeypatch.setattr(monitor._writer, "add_scalar", no_room)
+    with pytest.raises(OSError) as info:
+        monitor.scalars(1, {"loss/x": 1.0})
+    assert info.value.filename == str(tmp_path / "tensorboard")
+    monkeypatch.setattr(monitor._writer, "close", no_room)
+    log_file = monitor._file
+    with pytest.raises(OSError):
+        monitor.close()  # the event files fail to close: log.txt is closed all the same
+    assert log_file.closed
+    monitor.close()  # once closed, nothing left to fail

@@ -137,9 +137,10 @@ class Monitor:
 
     def scalars(self, iteration: int, values: dict[str, float]) -> None:
         if self._writer is not None:
-            for name, value in values.items():
-                if math.isfinite(value):
-                    self._writer.add_scalar(name, value, iteration)
+            with _naming(self._event_folder):  # the event writer's thread re-raises here
+                for name, value in values.items():
+                    if math.isfinite(value):
+                        self._writer.add_scalar(name, value, iteration)
 
     def image(self, iteration: int, name: str, picture) -> None:
         """A PIL image (the sample grid) into TensorBoard."""
@@ -147,7 +148,8 @@ class Monitor:
             import numpy as np
 
             array = torch.from_numpy(np.array(picture)).permute(2, 0, 1)
-            self._writer.add_image(name, array, iteration)
+            with _naming(self._event_folder):
+                self._writer.add_image(name, array, iteration)
 
     def close(self) -> None:
         """Close the bar, the event files and log.txt, each even if another fails; then raise
