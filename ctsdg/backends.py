@@ -46,6 +46,8 @@ SUPPORTED = {"eager": PRECISIONS, "compiled": PRECISIONS, "onnxruntime": ("fp32"
 
 Runner = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
+log = logging.getLogger(__name__)
+
 
 class UnsupportedError(InputError):
     """This backend cannot run this precision on this device (a reason, not a failure)."""
@@ -255,7 +257,14 @@ def _onnxruntime_runner(
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=providers)
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as err:  # a damaged cache file (truncated, overwritten): export it again
+        reason = " ".join(str(err).split())[:200]
+        log.warning("ONNX cache %s is unreadable (%s); exporting it again", path, reason)
+        path.unlink(missing_ok=True)
+        path = cached_onnx(generator, size, cache)
+        session = ort.InferenceSession(str(path), options, providers=providers)
 
     def run(image: Tensor, mask: Tensor, gray: Tensor, edge: Tensor) -> Tensor:
         if image.shape[-2:] != (size, size):

@@ -30,9 +30,9 @@ from pydantic import (
 
 from ctsdg.choices import Precision, Structure
 from ctsdg.data.freeform import FREE_FORM_TRAIN_RANGE
-from ctsdg.errors import InputError, did_you_mean
+from ctsdg.errors import InputError, did_you_mean, shown
 from ctsdg.losses import LossWeights
-from ctsdg.models.generator import SIZE_MULTIPLE
+from ctsdg.models.generator import MAX_WIDTH, SIZE_MULTIPLE
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class Config(BaseModel):
     num_parallel_workers: Count = 4
 
     # --- model
-    width: AtLeastOne = 64
+    width: Annotated[int, Field(ge=1, le=MAX_WIDTH)] = 64
     align_corners: bool = False  # True only for the MindSpore port's variant
 
     # --- training
@@ -174,6 +174,26 @@ class Config(BaseModel):
             super().__init__(**values)
         except ValidationError as err:
             raise InputError(_one_line(err)) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_types(cls, values: Any) -> Any:
+        """true/false only for the switches, and never for a number or a name: pydantic would
+        read ``batch_size=true`` as 1 and ``align_corners: "no"`` as False."""
+        if not isinstance(values, dict):
+            return values
+        for key, value in values.items():
+            field = cls.model_fields.get(key)
+            if field is None:
+                continue
+            if field.annotation is bool and not isinstance(value, bool):
+                raise ValueError(f"config key {key}: expected true or false, got {shown(value)}")
+            items = value if isinstance(value, (list, tuple)) else [value]
+            if field.annotation is not bool and any(isinstance(v, bool) for v in items):
+                raise ValueError(
+                    f"config key {key}: true/false is not a value of this key, got {shown(value)}"
+                )
+        return values
 
     @model_validator(mode="after")
     def _check_together(self) -> Config:
@@ -277,7 +297,7 @@ def _one_line(err: ValidationError) -> str:
         message = f"expected {description}"
     elif first["type"] == "literal_error":
         message = "expected " + message.removeprefix("input should be ")
-    return f"config key {where}: {message}, got {first['input']!r}"
+    return f"config key {where}: {message}, got {shown(first['input'])}"
 
 
 def _unknown_key(key: str) -> str:
@@ -299,12 +319,43 @@ def _collect(updates: dict[str, Any], source: str) -> dict[str, Any]:
     return kept
 
 
+#: A config file is a few kilobytes; these bound what a hostile one can make the parser build.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_ALIASES = 20  # each alias (*name) repeats a node: a few keep "billion laughs" small
+MAX_YAML_DEPTH = 20  # deeper nesting would end in a RecursionError
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key given twice (PyYAML keeps the last silently)."""
+    """A safe YAML loader that refuses a key given twice (PyYAML keeps the last silently), keys
+    that are not plain names (``? [a, b]``), and more than `MAX_YAML_ALIASES` aliases."""
+
+    _aliases = 0
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        problem = None
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                problem = f"more than {MAX_YAML_ALIASES} aliases (*name); a config file needs none"
+        if self._depth >= MAX_YAML_DEPTH:
+            problem = f"nested more than {MAX_YAML_DEPTH} deep; a config value is flat"
+        if problem:
+            raise yaml.composer.ComposerError(None, None, problem, self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):  # ``? [a, b]``: unhashable in Python
+                kind = "a list" if isinstance(key_node, yaml.SequenceNode) else "a mapping"
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a name, not {kind}", key_node.start_mark
+                )
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
@@ -316,13 +367,23 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The mapping in a YAML config file; InputError for anything that is not one."""
+    from ctsdg.fileio import input_kind
+
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory; expected a YAML config file")
-    if not path.is_file():
-        raise InputError(f"{path}: config file not found")
     try:
-        text = path.read_bytes().decode("utf-8")
+        kind = input_kind(path, "a config file")
+    except InputError:
+        if not os.path.lexists(path):
+            raise InputError(f"{path}: config file not found") from None
+        raise  # a FIFO or device (/dev/zero), a name too long, a link loop: the real reason
+    if kind == "folder":
+        raise InputError(f"{path}: is a directory; expected a YAML config file")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise InputError(f"{path}: over {MAX_CONFIG_BYTES >> 20} MB; not a config file")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not UTF-8 text (byte {err.start}); expected YAML") from None
     except OSError as err:
@@ -331,6 +392,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as err:
         detail = " ".join(str(err).split())
+        detail = detail if len(detail) <= 300 else detail[:300] + "..."
         raise InputError(f"{path}: not valid YAML ({detail})") from None
     if data is None:
         return {}

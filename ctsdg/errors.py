@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import errno
 import os
+import reprlib
 from collections.abc import Iterable
 
 
@@ -44,6 +45,7 @@ _REASONS = {
     errno.EEXIST: "exists and is not a directory",
     errno.ENOENT: "no such file or directory",
     errno.ENAMETOOLONG: "file name too long",
+    errno.ELOOP: "a loop of symbolic links",
 }
 
 
@@ -66,3 +68,15 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if not close:
         return ""
     return "; did you mean " + " or ".join(repr(c) for c in close[:3]) + "?"
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 40
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+_SHORT.maxlevel = 2
+
+
+def shown(value: object) -> str:
+    """A value from a file or the command line for an error line: its repr, cut short (it may
+    be huge, or nest without end), so that the line stays one short line."""
+    return _SHORT.repr(value)

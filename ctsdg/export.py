@@ -38,7 +38,13 @@ from typing import Any, Literal
 import torch
 
 from ctsdg.errors import CommandError, InputError
-from ctsdg.fileio import atomic_write_bytes, check_output_dir
+from ctsdg.fileio import (
+    atomic_write_bytes,
+    check_output_dir,
+    check_overwrite,
+    output_is_folder,
+    remove_stale_temporaries,
+)
 from ctsdg.models import Generator
 from ctsdg.models.generator import SIZE_MULTIPLE
 
@@ -132,14 +138,24 @@ def _quiet_tracing() -> Iterator[None]:
         yield
 
 
+def check_opset(opset: int) -> None:
+    """InputError unless PyTorch's exporter can write ``opset`` and the model needs no more."""
+    from torch.onnx import _constants
+
+    highest = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", OPSET)
+    if opset < OPSET:
+        raise InputError(f"--opset {opset}: Col2Im (the attention's fold) needs opset >= {OPSET}")
+    if opset > highest:
+        raise InputError(f"--opset {opset}: this PyTorch exports opsets {OPSET} to {highest}")
+
+
 def onnx_bytes(
     generator: Generator, size: int, metadata: dict[str, str], opset: int = OPSET
 ) -> bytes:
     """``generator`` (CPU, eval) as an ONNX file's bytes: dynamic batch axis, metadata."""
     import onnx
 
-    if opset < OPSET:
-        raise InputError(f"--opset {opset}: Col2Im (the attention's fold) needs opset >= {OPSET}")
+    check_opset(opset)
     example = random_inputs(1, size)
     dynamic = {name: {0: "batch"} for name in INPUT_NAMES + OUTPUT_NAMES}
     buffer = io.BytesIO()
@@ -271,13 +287,14 @@ def export(
 
     if fmt not in FORMATS:
         raise InputError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "onnx":
+        check_opset(opset)
     if size is not None and (size < SIZE_MULTIPLE or size % SIZE_MULTIPLE):
         raise InputError(f"--size {size}: the generator needs a multiple of {SIZE_MULTIPLE}")
     path = Path(output)
-    if path.is_dir():
+    if output_is_folder(path):
         raise InputError(f"{path}: is a folder; -o names the file to write")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; pass --overwrite to replace it")
+    check_overwrite(path, overwrite)
     check_output_dir(path.parent)  # before the slow part: an unwritable place fails at once
     weights = load_weights(checkpoint)
     size = size or weights.trained_size
@@ -292,6 +309,7 @@ def export(
         data = onnx_bytes(generator, size, metadata, opset)
     else:
         data = torchscript_bytes(generator, size, metadata)
+    remove_stale_temporaries(path)  # what a killed earlier export left
     atomic_write_bytes(path, data)
     log.info("exported in %.0f s; checking it against PyTorch", time.perf_counter() - started)
     diff = max_difference(path, fmt, generator, size, batch_sizes)

@@ -11,7 +11,14 @@ Rules (checked by `plan_jobs` before the model is loaded, so a mistake costs no 
   relative paths and extensions; an OUT that names a file (``out/single.png``) is an error.
 - Output extensions: `SAVE_EXTENSIONS`; anything else is refused before inference.
 - Nothing is overwritten unless asked (``overwrite=True``, ``--overwrite``): an output that is
-  the input image or mask, or an existing file, stops the command with a line naming it.
+  the input image or mask, or an existing file (a dangling symbolic link too), stops the
+  command with a line naming it. ``--overwrite`` still refuses a read-only file and warns that
+  a file's other hard links keep the old content (`fileio.check_overwrite`).
+  ``--skip-existing`` keeps the outputs that exist and does the rest: an interrupted folder job
+  resumes where it stopped. ``-o new/`` (trailing slash) is a folder, created if need be.
+- Images that share a name (``a.png``, ``a.jpg``) each pair with the mask of that name and keep
+  their own extension in OUT; two masks of one name are an error.
+- Inputs must be regular files or folders: a FIFO or device is refused, never read as a folder.
 
 Folder jobs never stop halfway: every pair is attempted. An image without a mask, a mask without
 an image, and a file that cannot be read or written in its format are each reported as a failed
@@ -19,11 +26,13 @@ item, and the command ends with a summary and exit status 1. Only a problem with
 place itself (read-only, full disk) stops the run at once.
 
 Saving (`save_image`) keeps the input's mode and depth where the output format can store them
-(`FORMAT_MODES`), and says so (an `InpaintWarning`) where it cannot. Every file is written
-atomically. PNG, BMP, TIFF and WebP (written lossless) outputs hold the known pixels exactly as
-decoded from the input. A JPEG output is re-encoded as a whole (JPEG is lossy), so its known
-pixels are not bit-identical: when the input was a JPEG too, its quantisation tables and chroma
-subsampling are reused, which changes them about half as much as a quality-95 encoding (see
+(`FORMAT_MODES`), and says so (an `InpaintWarning`) where it cannot; EXIF is kept where the
+format holds it (`EXIF_FORMATS`), its orientation set to 1 (the pixels are stored upright).
+Every file is written atomically. PNG, BMP, TIFF and WebP (written lossless) outputs hold the
+known pixels exactly as decoded from the input. A JPEG output is re-encoded as a whole (JPEG is
+lossy), so its known pixels are not bit-identical: when the input was a JPEG too, its
+quantisation tables and chroma subsampling are reused, which changes them about half as much as
+a quality-95 encoding (see
 ``tests/test_jobs.py::test_jpeg_to_jpeg_reuses_the_source_quantisation``); otherwise quality 95.
 """
 
@@ -45,7 +54,15 @@ from PIL import Image
 from ctsdg.data.images import IMAGE_EXTENSIONS, list_images, open_image, split_image
 from ctsdg.data.masks import mask_holes
 from ctsdg.errors import InpaintWarning, InputError
-from ctsdg.fileio import atomic_write_bytes, check_output_dir
+from ctsdg.fileio import (
+    atomic_write_bytes,
+    check_output_dir,
+    check_overwrite,
+    existing_output,
+    input_kind,
+    output_is_folder,
+    remove_stale_temporaries,
+)
 from ctsdg.heartbeat import Heartbeat, eta
 from ctsdg.inference import ORIGINAL_MAX_PIXELS, Inpainter, Strategy
 
@@ -71,6 +88,9 @@ FORMAT_MODES: dict[str, tuple[str, ...]] = {
 #: that --max-pixels or memory allows).
 FORMAT_MAX_SIDE: dict[str, int] = {"JPEG": 65_535, "WEBP": 16_383}
 _ALPHA_MODES = ("RGBA", "LA", "PA")
+#: The formats whose files hold EXIF (BMP has no place for it).
+EXIF_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
+_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -89,6 +109,7 @@ class Plan:
     jobs: list[Job]
     unpaired: list[str] = field(default_factory=list)  # "PATH: no mask" / "PATH: no image"
     output_root: Path | None = None  # the output folder of a folder job
+    skipped: list[Job] = field(default_factory=list)  # outputs kept (``skip_existing``)
 
 
 @dataclass
@@ -111,35 +132,51 @@ def _save_format(path: Path) -> str:
     return fmt
 
 
-def plan_jobs(image: Path, mask: Path, output: Path, *, overwrite: bool = False) -> Plan:
+def plan_jobs(
+    image: Path,
+    mask: Path,
+    output: Path,
+    *,
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    output_folder: bool = False,
+) -> Plan:
     """The jobs of ``ctsdg inpaint IMAGE MASK -o OUT`` (see the module docstring).
 
-    Raises InputError for a missing input, an output path or extension that cannot work, no
-    pair at all, or outputs that exist (unless ``overwrite``).
+    ``output_folder``: OUT names a folder even if it does not exist yet (``-o new/``, with
+    its trailing slash). ``skip_existing``: outputs that exist already are left as they are
+    and their jobs dropped (`Plan.skipped`), which resumes an interrupted folder job.
+
+    Raises InputError for a missing or unusable input (a FIFO or device is not a folder), an
+    output path or extension that cannot work, no pair at all, images whose masks share a name,
+    or outputs that exist (unless ``overwrite`` or ``skip_existing``).
     """
-    if not image.exists():
-        raise InputError(f"image not found: {image}")
-    if not mask.exists():
-        raise InputError(f"mask not found: {mask}")
-    if image.is_file():
-        if mask.is_dir():
+    image_kind = input_kind(image, "image")
+    mask_kind = input_kind(mask, "mask")
+    if image_kind == "file":
+        if mask_kind == "folder":
             raise InputError(f"{mask}: a folder of masks needs a folder of images, not {image}")
-        target = output / image.name if output.is_dir() else output
+        into_folder = output_folder or output_is_folder(output)
+        target = output / image.name if into_folder else output
         if not target.suffix:
             target = target.with_suffix(image.suffix)
-        plan = Plan([Job(image, mask, target)])
+        plan = Plan([Job(image, mask, target)], output_root=output if output_folder else None)
     else:
-        plan = _plan_folder(image, mask, output)
+        plan = _plan_folder(image, mask, mask_kind, output)
     for job in plan.jobs:
         _save_format(job.output)
+    if skip_existing:
+        plan.skipped = [j for j in plan.jobs if existing_output(j.output) is not None]
+        kept = set(plan.skipped)
+        plan.jobs = [j for j in plan.jobs if j not in kept]
     _check_overwrites(plan.jobs, overwrite)
     return plan
 
 
-def _plan_folder(image: Path, mask: Path, output: Path) -> Plan:
-    if output.exists() and not output.is_dir():
+def _plan_folder(image: Path, mask: Path, mask_kind: str, output: Path) -> Plan:
+    if existing_output(output) is not None and not output_is_folder(output):
         raise InputError(f"{output}: a folder of images needs an output folder, not a file")
-    if not output.exists() and output.suffix.lower() in SAVE_EXTENSIONS:
+    if existing_output(output) is None and output.suffix.lower() in SAVE_EXTENSIONS:
         raise InputError(
             f"{output}: a folder of images needs an output folder, and this names a "
             f"{output.suffix} file (drop the extension to use it as a folder name)"
@@ -147,17 +184,24 @@ def _plan_folder(image: Path, mask: Path, output: Path) -> Plan:
     images = list_images(image)
     if not images:
         raise InputError(f"no image ({', '.join(IMAGE_EXTENSIONS)}) found under {image}")
-    if mask.is_file():
+    if mask_kind == "file":
         jobs = [Job(p, mask, output / p.relative_to(image)) for p in images]
         return Plan(jobs, output_root=output)
-    masks = {_key(p, mask): p for p in list_images(mask)}
-    keys = {_key(p, image): p for p in images}
-    jobs = [Job(p, masks[k], output / p.relative_to(image)) for k, p in keys.items() if k in masks]
-    unpaired = [
-        f"{p}: no mask of the same name in {mask}" for k, p in keys.items() if k not in masks
-    ]
+    masks: dict[str, Path] = {}
+    for p in list_images(mask):
+        other = masks.setdefault(_key(p, mask), p)
+        if other != p:  # which one is meant cannot be guessed
+            raise InputError(
+                f"{other} and {p}: two masks for the images named {_key(p, mask)!r}; keep one"
+            )
+    # Images that share a name (a.png, a.jpg) each get the mask of that name; their outputs
+    # keep their extensions, so they stay apart.
+    keyed = [(_key(p, image), p) for p in images]
+    jobs = [Job(p, masks[k], output / p.relative_to(image)) for k, p in keyed if k in masks]
+    unpaired = [f"{p}: no mask of the same name in {mask}" for k, p in keyed if k not in masks]
+    names = {k for k, _ in keyed}
     unpaired += [
-        f"{p}: no image of the same name in {image}" for k, p in masks.items() if k not in keys
+        f"{p}: no image of the same name in {image}" for k, p in masks.items() if k not in names
     ]
     if not jobs:
         raise InputError(f"no image in {image} has a mask of the same name in {mask}")
@@ -176,21 +220,25 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _check_overwrites(jobs: list[Job], overwrite: bool) -> None:
-    if overwrite:
+    if overwrite:  # what --overwrite still refuses or warns about: `fileio.check_overwrite`
+        for job in jobs:
+            check_overwrite(job.output, overwrite=True)
         return
     for job in jobs:
         for what, source in (("image", job.image), ("mask", job.mask)):
-            if _same_file(job.output, source) or job.output.resolve() == source.resolve():
+            same_name = os.path.realpath(job.output) == os.path.realpath(source)
+            if same_name or _same_file(job.output, source):
                 raise InputError(
                     f"{job.output}: would overwrite the input {what}; write elsewhere (-o) or "
                     "pass --overwrite to replace it"
                 )
-    existing = [str(j.output) for j in jobs if j.output.exists()]
+    # A dangling or looping symbolic link is something there too: not replaced unasked.
+    existing = [str(j.output) for j in jobs if existing_output(j.output) is not None]
     if existing:
         shown = ", ".join(existing[:3]) + (", ..." if len(existing) > 3 else "")
         raise InputError(
             f"{len(existing)} output file(s) already exist ({shown}); pass --overwrite to "
-            "replace them"
+            "replace them, or --skip-existing to keep them and do the rest"
         )
 
 
@@ -258,6 +306,12 @@ def encode_image(image: Image.Image, fmt: str) -> tuple[bytes, str | None]:
     for key in ("icc_profile", "dpi"):
         if key in image.info:
             options[key] = image.info[key]
+    if image.info.get("exif") and fmt in EXIF_FORMATS:
+        # the pixels are stored upright (decoding applied the orientation): say so
+        exif = image.getexif()
+        if _ORIENTATION in exif:
+            exif[_ORIENTATION] = 1
+        options["exif"] = exif.tobytes()
     if fmt == "PNG" and image.mode in ("P", "L", "RGB") and "transparency" in image.info:
         options["transparency"] = image.info["transparency"]
     if fmt == "JPEG":
@@ -310,6 +364,7 @@ def run_job(inpainter: Inpainter, job: Job) -> Outcome:
         except InputError as err:
             message = str(err) if str(job.image) in str(err) else f"{job.image}: {err}"
             return Outcome(job, "failed", message, _messages(caught))
+    remove_stale_temporaries(job.output)  # what a killed run left of this very output
     atomic_write_bytes(job.output, data)
     notes = _messages(caught) + ([note] if note else [])
     return Outcome(job, "written" if holes.any() else "copied", notes=notes)
@@ -381,6 +436,7 @@ def inpaint_command(
     backend: str = "eager",
     overwrite: bool = False,
     max_original_pixels: int = ORIGINAL_MAX_PIXELS,
+    skip_existing: bool = False,
 ) -> int:
     """``ctsdg inpaint``: plan, check, inpaint, report; returns the exit status (1 when any item
     failed). Under torchrun every rank plans the same jobs and inpaints every world_size-th one;
@@ -396,7 +452,20 @@ def inpaint_command(
     say = print if ctx.is_main else distributed.quiet
     with warnings.catch_warnings():
         warnings.showwarning = show
-        plan = plan_jobs(Path(image), Path(mask), Path(output), overwrite=overwrite)
+        plan = plan_jobs(
+            Path(image),
+            Path(mask),
+            Path(output),
+            overwrite=overwrite,
+            skip_existing=skip_existing,
+            output_folder=output.endswith(("/", os.sep)),
+        )
+        if plan.skipped:
+            say(f"skipping {len(plan.skipped)} image(s) whose output exists (--skip-existing)")
+        if not plan.jobs:
+            say(f"nothing to do: every output under {output} exists")
+            distributed.teardown()
+            return 1 if plan.unpaired else 0
         check_outputs(plan)
         distributed.barrier(ctx)  # no rank writes before every rank has checked for overwrites
         inpainter = Inpainter.from_checkpoint(

@@ -187,3 +187,18 @@ def test_compiled_backend_says_when_a_shape_compiles(monkeypatch, caplog) -> Non
         "2 x 3 x 128 x 128",
     ]
     assert all("a few minutes on a CPU" in m for m in said)
+
+
+@pytest.mark.slow
+def test_a_damaged_onnx_cache_file_is_exported_again(tmp_path: Path, caplog) -> None:
+    generator = _generator()
+    image, mask, gray, edge = _inputs()
+    expected = build_runner(generator, "eager", "fp32")(image, mask, gray, edge)
+    path = onnx_cache_path(generator, SIZE, "fp32", tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x08\x07\x12\x04half")  # a truncated file where the cache looks
+    with caplog.at_level("WARNING", "ctsdg"):
+        runner = build_runner(generator, "onnxruntime", "fp32", size=SIZE, cache=tmp_path)
+    assert f"ONNX cache {path} is unreadable" in caplog.text
+    torch.testing.assert_close(runner(image, mask, gray, edge), expected, atol=1e-4, rtol=0)
+    assert path.stat().st_size > 10_000 and [p.name for p in path.parent.iterdir()] == [path.name]

@@ -246,3 +246,120 @@ def test_missing_paths_and_empty_run_folder(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no training checkpoint"):
         ctsdg.load_generator(tmp_path)
     assert main(["convert", str(tmp_path / "nope.pth"), str(tmp_path / "x.safetensors")]) == 2
+
+
+# --------------------------------------------------------------------------- untrusted contents
+
+
+def _weights_with(tmp_path: Path, name: str, **metadata: str) -> Path:
+    """A width-8 weights file whose metadata entries are replaced by ``metadata``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    source = save_weights(
+        tmp_path / "source.safetensors",
+        model=ModelConfig(8),
+        structure="correct",
+        generator=_small()[0].state_dict(),
+    )
+    with safe_open(str(source), "pt") as f:
+        original = f.metadata()
+    path = tmp_path / name
+    save_file(load_file(source), path, metadata={**original, **metadata})
+    return path
+
+
+@pytest.mark.parametrize(
+    "metadata,expected",
+    [
+        ({"model": "[8, false]"}, "model config must be a mapping with width and align_corners"),
+        ({"model": "null"}, "model config must be a mapping"),
+        ({"model": '"abc"'}, "model config must be a mapping"),
+        ({"model": '{"width": -16, "align_corners": false}'}, "width must be an integer from 1"),
+        ({"model": '{"width": 4096, "align_corners": false}'}, "to 128, got 4096"),
+        ({"model": '{"width": true, "align_corners": false}'}, "width must be an integer"),
+        ({"model": '{"width": 8, "align_corners": "no"}'}, "align_corners must be true or false"),
+        ({"model": '{"width": 8}'}, "model config lacks align_corners"),
+        ({"image_size": "[1280000, 1280000]"}, "image_size must be two multiples of 128 up to"),
+        ({"image_size": "[-128, -128]"}, "image_size must be two multiples of 128"),
+        ({"image_size": '"big"'}, "image_size must be two multiples of 128"),
+    ],
+)
+def test_metadata_is_checked_and_bounded_before_building(
+    tmp_path: Path, metadata: dict, expected: str
+) -> None:
+    path = _weights_with(tmp_path, "bad.safetensors", **metadata)
+    with pytest.raises(InputError) as info:
+        load_weights(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and expected in message and "\n" not in message
+
+
+def test_weights_that_are_not_finite_tensors_are_refused(tmp_path: Path, capsys) -> None:
+    state = _small()[0].state_dict()
+    first = next(iter(state))
+    bad = {**state, first: "not a tensor"}
+    path = save_training_checkpoint(
+        tmp_path / "checkpoint_0000001.pt", {"model": ModelConfig(8).to_dict(), "generator": bad}
+    )
+    for command in (["convert", str(path), str(tmp_path / "x.safetensors")],):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"generator weight '{first}' is str" in err
+    torch.save({"generator": {"ec_texture_1.conv.weight": [1, 2]}}, tmp_path / "authors.pth")
+    with pytest.raises(InputError, match=r"'ec_texture_1\.conv\.weight' is list"):
+        load_weights(tmp_path / "authors.pth")
+    nan = {k: v.clone() for k, v in state.items()}
+    name = next(k for k, v in nan.items() if v.is_floating_point() and v.numel() > 1)
+    nan[name].view(-1)[1] = float("nan")
+    path = save_weights(
+        tmp_path / "nan.safetensors", model=ModelConfig(8), structure="correct", generator=nan
+    )
+    with pytest.raises(InputError, match=f"weight {name} holds NaN or infinite values"):
+        load_weights(path)
+    nan[name].view(-1)[1] = float("inf")
+    torch.save({"generator": nan}, tmp_path / "inf.pt")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        ctsdg.load_generator(
+            save_training_checkpoint(
+                tmp_path / "checkpoint_0000002.pt",
+                {"model": ModelConfig(8).to_dict(), "generator": nan},
+            )
+        )
+
+
+def test_a_truncated_mindspore_file_keeps_the_readers_reason(tmp_path: Path) -> None:
+    whole = (DATA / "mindspore" / "tiny.ckpt").read_bytes()
+    cut = tmp_path / "generator_2.ckpt"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError) as info:
+        load_weights(cut)
+    message = str(info.value)
+    assert "not a checkpoint format ctsdg reads (not a MindSpore checkpoint (" in message
+    assert message.count(str(cut)) == 1 and "\n" not in message
+
+
+def test_checkpoint_paths_that_break_lookups_are_named(tmp_path: Path, capsys) -> None:
+    import os
+
+    long = tmp_path / ("c" * 300 + ".pt")
+    with pytest.raises(InputError, match=r"cannot read checkpoint .*: file name too long"):
+        load_weights(long)
+    os.mkfifo(tmp_path / "fifo.pt")
+    with pytest.raises(InputError, match=r"fifo\.pt: not a regular file \(a named pipe\)"):
+        load_weights(tmp_path / "fifo.pt")
+    with pytest.raises(InputError, match=r"missing\.pt: checkpoint not found; expected"):
+        load_weights(tmp_path / "missing.pt")
+
+
+def test_the_cli_prints_a_stray_os_error_as_one_line(monkeypatch, capsys) -> None:
+    import errno
+
+    import ctsdg.checkpoints as checkpoints
+
+    def stray(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error", "/somewhere/file.pt")
+
+    monkeypatch.setattr(checkpoints, "convert", stray)
+    assert main(["convert", "a.pt", "b.safetensors"]) == 2
+    assert capsys.readouterr().err == "ctsdg: error: /somewhere/file.pt: Input/output error\n"

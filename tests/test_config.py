@@ -29,7 +29,7 @@ from ctsdg.losses import LossWeights
         ("stage=pretrain", "stage", "expected 'all', 'train' or 'finetune'"),
         ("width=wide", "width", "valid integer"),
         ("width=8.5", "width", "valid integer"),
-        ("tensorboard=maybe", "tensorboard", "valid boolean"),
+        ("tensorboard=maybe", "tensorboard", "expected true or false"),
         ("image_load_size=[100,128]", "image_load_size", "multiples of 128"),
         ("image_load_size=[128]", "image_load_size[1]", "required"),
         ("adam_betas=[0.9,1.0]", "adam_betas[1]", "less than 1"),
@@ -200,3 +200,79 @@ def test_cli_accepts_overrides_anywhere_and_reports_config_errors(tmp_path: Path
     # an unknown flag is still a usage error: one line, status 2
     assert main(["train", "--config", "demo", "a=1", "--bogus", "b=2"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def _laughs(levels: int, fan: int) -> str:
+    """The "billion laughs": each level a list of ``fan`` aliases of the level before."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * fan)}]"]
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * fan)}]")
+    return "\n".join(lines) + "\n"
+
+
+_BOMB = _laughs(9, 9)  # 9 ** 9 strings if expanded
+
+
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b"? [a, b]\n: 1\n", "a key must be a name, not a list"),
+        (b"? {a: 1}\n: 1\n", "a key must be a name, not a mapping"),
+        (_BOMB.encode(), "more than 20 aliases"),
+        (b"sigma: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested more than 20 deep"),
+    ],
+)
+def test_hostile_yaml_is_a_short_line(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert expected in message and "\n" not in message and len(message) < 600, message[:600]
+
+
+def test_an_alias_bomb_under_a_valid_key_is_bounded(tmp_path: Path) -> None:
+    """Under ``sigma``: 4 ** 5 values through 16 aliases are parsed, and refused in a short
+    line; 9 ** 9 through 72 aliases are refused by the parser before anything expands."""
+    levels = ["&l0 [lol, lol, lol, lol]"]
+    levels += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 4)}]" for i in range(1, 5)]
+    small = tmp_path / "small.yaml"
+    small.write_text(f"sigma: [{', '.join(levels)}]\n")
+    big = tmp_path / "big.yaml"
+    big.write_text(
+        "sigma:\n" + "".join(f"  - {line.split(': ', 1)[1]}\n" for line in _BOMB.splitlines())
+    )
+    for path, expected in ((small, "config key sigma: "), (big, "more than 20 aliases")):
+        with pytest.raises(InputError) as info:
+            load_config(path)
+        message = str(info.value)
+        assert expected in message and "\n" not in message and len(message) < 600, message[:600]
+
+
+def test_special_files_and_huge_files_are_refused_by_their_reason(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"/dev/zero: not a regular file \(a character device\)"):
+        load_config("/dev/zero")
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * (1 << 20) + b"\n")
+    with pytest.raises(InputError, match="over 1 MB; not a config file"):
+        load_config(big)
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("batch_size=true", "config key batch_size: true/false is not a value of this key"),
+        ("image_load_size=[true, true]", "config key image_load_size: true/false"),
+        ("sigma=false", "config key sigma: true/false"),
+        ("align_corners='no'", "config key align_corners: expected true or false, got 'no'"),
+        ("tensorboard=1", "config key tensorboard: expected true or false, got 1"),
+        ("width=4096", "config key width: input should be less than or equal to 128"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused(override: str, expected: str) -> None:
+    with pytest.raises(InputError) as info:
+        load_config(overrides=[override])
+    assert str(info.value).startswith(expected), str(info.value)

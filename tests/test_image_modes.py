@@ -70,7 +70,9 @@ def test_split_keeps_bilevel_and_32_bit_modes() -> None:
     assert (np.asarray(out)[holes] == 200 * 257).all()
 
 
-@pytest.mark.parametrize(("mode", "expected"), [("PA", "RGBA"), ("YCbCr", "RGB"), ("HSV", "RGB")])
+@pytest.mark.parametrize(
+    ("mode", "expected"), [("PA", "RGBA"), ("YCbCr", "RGB"), ("HSV", "RGB"), ("LAB", "RGB")]
+)
 def test_other_modes_say_what_they_are_written_as(mode: str, expected: str) -> None:
     image = Image.new("RGB", (4, 4), (10, 120, 240)).convert(mode)
     with pytest.warns(

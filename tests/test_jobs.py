@@ -444,3 +444,136 @@ def test_an_image_wider_than_the_format_stores_is_refused_before_the_model_runs(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "WEBP stores at most 16383 x 16383" in err, err
     assert "16384 x 100" in err and not (tmp_path / "out.webp").exists()
+
+
+# --------------------------------------------------------------------------- hostile paths
+
+
+def one_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ctsdg: error: "), err
+    return err
+
+
+def test_paths_that_break_lookups_are_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    no_model(monkeypatch)
+    src, mask = single(tmp_path, photo())
+    long = tmp_path / ("a" * 300 + ".png")
+    ck = ("--checkpoint", "unused.safetensors")
+    assert cli(long, mask, "-o", tmp_path / "o.png", *ck) == 2
+    assert "cannot read image" in (err := one_error(capsys)) and "file name too long" in err
+    assert cli(src, long, "-o", tmp_path / "o.png", *ck) == 2
+    assert "cannot read mask" in (err := one_error(capsys)) and "file name too long" in err
+    assert cli(src, mask, "-o", long, *ck) == 2
+    assert "cannot write" in (err := one_error(capsys)) and "file name too long" in err
+    os.mkfifo(tmp_path / "fifo")
+    for special in (tmp_path / "fifo", Path("/dev/zero")):
+        assert cli(special, mask, "-o", tmp_path / "out", *ck) == 2
+        assert "not a regular file" in one_error(capsys)
+    # symbolic links at the output: a loop and a dangling one are not replaced unasked
+    os.symlink(tmp_path / "loop-b.png", tmp_path / "loop-a.png")
+    os.symlink(tmp_path / "loop-a.png", tmp_path / "loop-b.png")
+    os.symlink(tmp_path / "nowhere.png", tmp_path / "dangling.png")
+    for link in ("loop-a.png", "dangling.png"):
+        assert cli(src, mask, "-o", tmp_path / link, *ck) == 2
+        assert "already exist" in one_error(capsys) and (tmp_path / link).is_symlink()
+    assert not (tmp_path / "nowhere.png").exists()
+
+
+def test_trailing_slash_names_a_new_folder(tmp_path: Path, weights_file: Path) -> None:
+    src, mask = single(tmp_path, photo())
+    assert cli(src, mask, "-o", f"{tmp_path / 'new'}/", "--checkpoint", weights_file) == 0
+    assert (tmp_path / "new" / "in.png").is_file() and not (tmp_path / "new.png").exists()
+
+
+def test_overwrite_refuses_read_only_files_and_warns_about_hard_links(
+    tmp_path: Path, weights_file: Path, capsys
+) -> None:
+    src, mask = single(tmp_path, photo())
+    out = tmp_path / "out.png"
+    out.write_bytes(b"the user's")
+    out.chmod(0o444)
+    assert cli(src, mask, "-o", out, "--overwrite", "--checkpoint", weights_file) == 2
+    assert "is read-only; --overwrite does not replace" in one_error(capsys)
+    assert out.read_bytes() == b"the user's"
+    out.chmod(0o644)
+    os.link(out, tmp_path / "other-name.png")
+    assert cli(src, mask, "-o", out, "--overwrite", "--checkpoint", weights_file) == 0
+    err = capsys.readouterr().err
+    assert "has 1 other hard link(s); --overwrite writes a new file" in err
+    assert (tmp_path / "other-name.png").read_bytes() == b"the user's"
+    assert Image.open(out).size == (200, 150)
+
+
+def test_images_sharing_a_name_stay_apart(tmp_path: Path, weights_file: Path, capsys) -> None:
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    photo().save(images / "a.png")
+    photo().save(images / "a.jpg")
+    box_mask(200, 150, (50, 50, 90, 90)).save(masks / "a.png")
+    assert cli(images, masks, "-o", out, "--checkpoint", weights_file) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "a.png"]
+    box_mask(200, 150, (10, 10, 40, 40)).save(masks / "a.bmp")
+    assert cli(images, masks, "-o", tmp_path / "out2", "--checkpoint", weights_file) == 2
+    assert "two masks for the images named 'a'" in one_error(capsys)
+
+
+def test_skip_existing_resumes_a_folder_job(tmp_path: Path, weights_file: Path, capsys) -> None:
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    out.mkdir()
+    for name in ("1.png", "2.png", "3.png"):
+        photo().save(images / name)
+    box_mask(200, 150, (50, 50, 90, 90)).save(tmp_path / "one.png")
+    (out / "2.png").write_bytes(b"done before the interruption")
+    stale = out / ".3.png.k2j4h5g6.tmp"  # what a SIGKILL mid-write left
+    stale.write_bytes(b"half")
+    args = (images, tmp_path / "one.png", "-o", out, "--checkpoint", weights_file)
+    assert cli(*args) == 2
+    assert "--skip-existing to keep them" in one_error(capsys)
+    assert cli(*args, "--skip-existing") == 0
+    assert "skipping 1 image(s) whose output exists" in capsys.readouterr().out
+    assert (out / "2.png").read_bytes() == b"done before the interruption"
+    assert sorted(p.name for p in out.iterdir()) == ["1.png", "2.png", "3.png"]
+    assert cli(*args, "--skip-existing") == 0  # nothing left to do: no model loaded either
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_sigterm_during_a_write_leaves_no_temporary_file(
+    tmp_path: Path, weights_file: Path, monkeypatch, capsys
+) -> None:
+    import signal
+
+    real = Path.write_bytes
+
+    def killed(self: Path, data: bytes) -> int:
+        real(self, data[:10])
+        os.kill(os.getpid(), signal.SIGTERM)  # `kill` arrives mid-write
+        raise AssertionError("SIGTERM did not stop the write")
+
+    src, mask = single(tmp_path, photo())
+    monkeypatch.setattr(Path, "write_bytes", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli(src, mask, "-o", tmp_path / "out.png", "--checkpoint", weights_file) == 143
+    assert capsys.readouterr().err.endswith("ctsdg: terminated\n")
+    assert leftovers(tmp_path) == [] and not (tmp_path / "out.png").exists()
+    assert signal.getsignal(signal.SIGTERM) == before  # put back
+
+
+@pytest.mark.parametrize("name", ["out.jpg", "out.png", "out.webp", "out.tif"])
+def test_exif_is_kept_with_its_orientation_reset(tmp_path: Path, weights_file: Path, name) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "ctsdg test camera"  # Make
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    photo().save(tmp_path / "in.jpg", exif=exif.tobytes(), quality=95)
+    box_mask(150, 200, (30, 30, 80, 80)).save(tmp_path / "mask.png")  # upright: 150 x 200
+    out = tmp_path / name
+    assert (
+        cli(tmp_path / "in.jpg", tmp_path / "mask.png", "-o", out, "--checkpoint", weights_file)
+        == 0
+    )
+    with Image.open(out) as written:
+        assert written.size == (150, 200)
+        kept = written.getexif()
+        assert kept[0x010F] == "ctsdg test camera" and kept.get(0x0112, 1) == 1

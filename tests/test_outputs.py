@@ -179,6 +179,13 @@ def test_export_output_faults_fail_before_exporting(
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert main([*base, str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+    for opset, expected in (
+        ("99", "this PyTorch exports opsets 18 to"),
+        ("9", "needs opset >= 18"),
+    ):
+        assert main([*base, str(tmp_path / "new.onnx"), "--opset", opset]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--opset {opset}: " in err and expected in err
 
 
 @pytest.mark.slow
@@ -194,3 +201,59 @@ def test_export_on_a_full_disk_leaves_nothing_behind(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no space left" in err and name in err
     assert not (tmp_path / name).exists() and leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- hostile paths
+
+
+def test_names_too_long_and_links_are_one_line(tmp_path: Path, weights_file: Path, capsys) -> None:
+    long = "a" * 300
+    cases = [
+        ["convert", str(weights_file), str(tmp_path / f"{long}.safetensors")],
+        ["export", "--checkpoint", str(weights_file), "-o", str(tmp_path / f"{long}.onnx")],
+        ["masks", str(tmp_path / long), "--per-bucket", "1", "--size", "32", "--buckets", "0-10"],
+    ]
+    for args in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "file name too long" in err and long in err
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling.safetensors")
+    assert main(["convert", str(weights_file), str(tmp_path / "dangling.safetensors")]) == 2
+    assert "(a symbolic link) already exists" in capsys.readouterr().err
+    assert (tmp_path / "dangling.safetensors").is_symlink()
+    os.symlink(tmp_path / "loop2.onnx", tmp_path / "loop1.onnx")
+    os.symlink(tmp_path / "loop1.onnx", tmp_path / "loop2.onnx")
+    assert main([*cases[1][:-1], str(tmp_path / "loop1.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists" in err
+    readonly = tmp_path / "ro.safetensors"
+    readonly.write_bytes(b"mine")
+    readonly.chmod(0o444)
+    assert main(["convert", str(weights_file), str(readonly), "--overwrite"]) == 2
+    assert "is read-only" in capsys.readouterr().err and readonly.read_bytes() == b"mine"
+
+
+def test_masks_overwrite_refuses_read_only_files(tmp_path: Path, capsys) -> None:
+    args = ["--per-bucket", "1", "--size", "32", "--buckets", "0-10"]
+    out = tmp_path / "set"
+    assert main(["masks", str(out), *args]) == 0
+    (out / "masks.json").chmod(0o444)
+    before = (out / "masks.json").read_bytes()
+    assert main(["masks", str(out), *args, "--seed", "9", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "masks.json: is read-only" in err
+    assert (out / "masks.json").read_bytes() == before
+
+
+def test_stale_temporaries_of_an_output_are_removed_before_it_is_written(
+    tmp_path: Path, weights_file: Path
+) -> None:
+    out = tmp_path / "m.safetensors"
+    stale = tmp_path / ".m.safetensors.ab12cd34.tmp"  # a SIGKILL mid-write left it
+    other = tmp_path / ".other.safetensors.ab12cd34.tmp"  # another output's: not ours
+    mine = tmp_path / ".m.safetensors.notes.tmp"  # not the atomic writer's pattern
+    for path in (stale, other, mine):
+        path.write_bytes(b"half")
+    assert main(["convert", str(weights_file), str(out)]) == 0
+    assert not stale.exists() and other.exists() and mine.exists()
+    assert load_weights(out).model.width == 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from ctsdg.checkpoints import list_checkpoints, load_weights
 from ctsdg.cli import main
 from ctsdg.config import load_config, shipped_config
 from ctsdg.errors import InputError
+from ctsdg.models import Generator
 from ctsdg.training import NonFiniteLossError, train
 from ctsdg.training.schedule import learning_rates, set_train_mode, stage_at, stage_plan
 
@@ -707,6 +709,22 @@ def test_weights_only_checkpoint_cannot_be_resumed(tmp_path: Path) -> None:
         train(_config(tmp_path, train_iter=1, finetune_iter=0, resume=str(path)))
 
 
+def test_resuming_from_damaged_state_is_one_line(tmp_path: Path) -> None:
+    config = _config(tmp_path, train_iter=1, finetune_iter=0)
+    saved = train(config).checkpoint
+    data = _state(saved)
+    data["generator"] = {**data["generator"], "texture_encoder.0.conv.weight": "oops"}
+    torch.save(data, saved)
+    again = _config(tmp_path, train_iter=2, finetune_iter=0, resume="auto")
+    with pytest.raises(InputError) as info:
+        train(again)
+    assert "generator weight 'texture_encoder.0.conv.weight' is str" in str(info.value)
+    data.update(generator=Generator(width=8).state_dict(), optimizer_g={"x": 1})
+    torch.save(data, saved)
+    with pytest.raises(InputError, match=r"cannot resume from this checkpoint \("):
+        train(again)
+
+
 @pytest.mark.parametrize(
     "code,reason",
     [
@@ -776,3 +794,223 @@ def test_nested_heartbeats_speak_one_at_a_time(capsys, monkeypatch) -> None:
     assert words[0] == "outer" and words[-1] == "outer"  # the outer one before and after
     assert set(words[first_inner : last_inner + 1]) == {"inner"}  # never both at once
     assert 3 <= len(words) <= 10  # at most one line per quiet spell of 0.15 s in 1.2 s
+
+
+# --------------------------------------------------------------------------- a disk that fills
+
+
+class _FillingDisk:
+    """Every write point of a run, counted: the first write to each file opened for writing,
+    every write to a file opened for appending (log lines), every fsync. From point
+    ``fail_at`` on, each one fails with ``code``: a full disk stays full."""
+
+    def __init__(self, fail_at: int | None = None, code: int = errno.ENOSPC) -> None:
+        self.fail_at, self.code = fail_at, code
+        self.points: list[tuple[str, int]] = []  # (file, checkpoints complete before it)
+        self.completed: list[Path] = []
+
+    def hit(self, name: str) -> None:
+        self.points.append((name, len(self.completed)))
+        if self.fail_at is not None and len(self.points) >= self.fail_at:
+            raise OSError(self.code, os.strerror(self.code))
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import builtins
+        import io
+
+        real_open, real_fsync, real_replace = builtins.open, os.fsync, os.replace
+        disk = self
+
+        class Faulty:
+            """A file opened for writing, without fileno (so PIL writes through ``write``)."""
+
+            def __init__(self, f, append: bool) -> None:
+                self._f, self._append, self._first = f, append, True
+
+            def write(self, data):
+                if self._first or self._append:
+                    self._first = False
+                    disk.hit(str(self._f.name))
+                return self._f.write(data)
+
+            def fileno(self):
+                raise io.UnsupportedOperation("fileno")
+
+            def __getattr__(self, name):
+                return getattr(self._f, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self._f.close()
+
+        def faulty_open(file, mode="r", *args, **kwargs):
+            f = real_open(file, mode, *args, **kwargs)
+            if isinstance(file, int) or not any(c in mode for c in "wax+"):
+                return f
+            return Faulty(f, "a" in mode)
+
+        def fsync(fd):
+            disk.hit(f"fsync {fd}")
+            return real_fsync(fd)
+
+        def replace(src, dst, *args, **kwargs):
+            real_replace(src, dst, *args, **kwargs)
+            if str(dst).endswith(".pt"):
+                disk.completed.append(Path(dst))
+
+        monkeypatch.setattr(builtins, "open", faulty_open)
+        monkeypatch.setattr(io, "open", faulty_open)
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+
+
+_FILLING = {
+    "train_iter": 2,
+    "finetune_iter": 0,
+    "save_checkpoint_steps": 1,
+    "sample_every": 1,
+    "keep_checkpoint_max": 5,
+}
+
+
+def _fill_at(tmp_path: Path, monkeypatch, n: int | None, code: int = errno.ENOSPC):
+    """The tiny run with the disk filling at write point ``n``. The networks' steps are
+    replaced by no-ops (the write points are what is tested, and the real steps would make
+    this minutes): the loop, logs, grids and checkpoints are the real ones."""
+    from ctsdg.models import GeneratorOutput
+    from ctsdg.training import trainer
+
+    def generator_step(state, batch):
+        out = GeneratorOutput(batch.image.clone(), batch.image, batch.edge)
+        return out, {"g_total": torch.tensor(1.0)}
+
+    disk = _FillingDisk(n, code)
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "generator_step", generator_step)
+        patch.setattr(trainer, "discriminator_step", lambda *a: {"d_total": torch.tensor(0.5)})
+        disk.install(patch)
+        try:
+            train(_config(tmp_path, **_FILLING))
+            error = None
+        except InputError as err:
+            error = str(err)
+    return disk, error
+
+
+def _check_filled_run(run: Path, message: str, completed: int, reason: str) -> None:
+    assert "\n" not in message and message.startswith("cannot write ")
+    named = message.removeprefix("cannot write ").split(": ")[0]
+    assert named != "?" and not Path(named).name.startswith(".") and str(run) in named
+    assert f": {reason}; the last good checkpoint is " in message
+    found = list_checkpoints(run)
+    # Every checkpoint that was complete before the disk filled is there and intact.
+    assert [i for i, _ in found] == list(range(1, completed + 1))
+    for _, path in found:
+        assert _state(path)["iteration"] >= 1
+    last = found[-1][1] if found else "none"
+    assert f"the last good checkpoint is {last}" in message
+    assert not list(run.rglob("*.tmp")), list(run.rglob("*.tmp"))  # nothing half-written
+    if (run / "config.yaml").exists():
+        assert load_config(run / "config.yaml").train_iter == 2
+
+
+@pytest.mark.slow  # about 20 short runs: 10-30 s on 2 cores
+def test_a_disk_that_fills_at_every_write_point(tmp_path: Path, monkeypatch) -> None:
+    """ENOSPC at each write point of a two-iteration run (config.yaml, log lines, sample
+    grids, checkpoints, fsyncs; the disk stays full from there on): one line naming the real
+    file, no temporary file left, every checkpoint written before it intact and named."""
+    clean, error = _fill_at(tmp_path / "clean", monkeypatch, None)
+    assert error is None and len(clean.completed) == 2
+    assert len(clean.points) >= 12  # config, 5 log lines, 2 grids, 2 checkpoints, fsyncs
+    for n, (_, completed) in enumerate(clean.points, start=1):
+        folder = tmp_path / str(n)
+        _, message = _fill_at(folder, monkeypatch, n)
+        assert message is not None, f"point {n} did not fail the run"
+        _check_filled_run(folder / "run", message, completed, "no space left on the device")
+        if completed:
+            assert message.endswith("(continue with resume=auto once there is room)")
+
+
+def test_a_read_only_disk_mid_run_names_the_file_and_the_remedy(tmp_path: Path, monkeypatch):
+    clean, _ = _fill_at(tmp_path / "clean", monkeypatch, None)
+    # the second checkpoint's first write: the first checkpoint is complete
+    n = next(i for i, (name, done) in enumerate(clean.points, 1) if done == 1 and ".pt" in name)
+    _, message = _fill_at(tmp_path / "ro", monkeypatch, n, errno.EROFS)
+    _check_filled_run(tmp_path / "ro" / "run", message, 1, "read-only file system")
+    assert "checkpoint_0000002.pt: read-only" in message
+    assert message.endswith("(continue with resume=auto once the file system is writable again)")
+    assert "room" not in message
+    assert clean.points[n][0].startswith("fsync")  # the same file's fsync, next
+    _, message = _fill_at(tmp_path / "eio", monkeypatch, n + 1, errno.EIO)
+    _check_filled_run(tmp_path / "eio" / "run", message, 1, os.strerror(errno.EIO))
+    assert "checkpoint_0000002.pt: " in message and message.endswith("once the cause is fixed)")
+
+
+# --------------------------------------------------------------------------- outside torchrun
+
+
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc': expected a whole number >= 1"),
+        ({"WORLD_SIZE": "0"}, "WORLD_SIZE='0': expected a whole number >= 1"),
+        ({"WORLD_SIZE": "2", "RANK": "-1"}, "RANK='-1': expected a whole number >= 0"),
+        ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 but WORLD_SIZE=2"),
+        ({"WORLD_SIZE": "2", "RANK": "0"}, "WORLD_SIZE=2 but MASTER_ADDR and MASTER_PORT not"),
+        ({"WORLD_SIZE": "2", "CTSDG_DIST_TIMEOUT": "nan"}, "CTSDG_DIST_TIMEOUT='nan'"),
+    ],
+)
+def test_distributed_variables_are_checked(monkeypatch, env: dict, expected: str) -> None:
+    from ctsdg.training import distributed
+
+    for key in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(InputError) as info:
+        distributed.setup("cpu")
+    assert str(info.value).startswith(expected) and "\n" not in str(info.value)
+
+
+def test_a_missing_second_process_is_waited_for_then_named(monkeypatch, caplog) -> None:
+    import time
+
+    from ctsdg.training import distributed
+
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    port = _free_port()
+    env = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+    for key, value in {**env, "MASTER_PORT": str(port), "CTSDG_DIST_TIMEOUT": "1"}.items():
+        monkeypatch.setenv(key, value)
+    start = time.perf_counter()
+    with caplog.at_level("WARNING", "ctsdg"), pytest.raises(InputError) as info:
+        distributed.setup("cpu")
+    assert time.perf_counter() - start < 30
+    assert f"waiting up to 1s at 127.0.0.1:{port} for the other 1 process(es)" in caplog.text
+    message = str(info.value)
+    assert message.startswith(f"rank 0 of 2 could not join the others at 127.0.0.1:{port}")
+    assert "within 1s" in message and "\n" not in message
+    assert not torch.distributed.is_initialized()
+
+
+def test_monitor_names_the_file_a_failed_write_was_for(tmp_path: Path, monkeypatch) -> None:
+    from ctsdg.training.monitor import Monitor
+
+    monitor = Monitor(tmp_path, 10, 0, progress=False, tensorboard=True)
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def no_room(*args, **kwargs):
+        raise full
+
+    monkeypatch.setattr(monitor._writer, "add_scalar", no_room)
+    with pytest.raises(OSError) as info:
+        monitor.scalars(1, {"loss/x": 1.0})
+    assert info.value.filename == str(tmp_path / "tensorboard")
+    monkeypatch.setattr(monitor._writer, "close", no_room)
+    log_file = monitor._file
+    with pytest.raises(OSError):
+        monitor.close()  # the event files fail to close: log.txt is closed all the same
+    assert log_file.closed
+    monitor.close()  # once closed, nothing left to fail

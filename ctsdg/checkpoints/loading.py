@@ -41,9 +41,10 @@ from ctsdg.checkpoints.training_format import (
     is_training_checkpoint,
     parse_training_checkpoint,
 )
-from ctsdg.errors import InputError
-from ctsdg.fileio import writing
+from ctsdg.errors import InputError, shown
+from ctsdg.fileio import check_tensors, input_kind, remove_stale_temporaries, writing
 from ctsdg.models import Discriminator, Generator
+from ctsdg.models.generator import SIZE_MULTIPLE
 
 ACCEPTED = (
     "a ctsdg run folder, training checkpoint (.pt) or weights file (.safetensors), "
@@ -51,6 +52,8 @@ ACCEPTED = (
 )
 _AUTHORS_GENERATOR_KEY = "ec_texture_1.conv.weight"
 _AUTHORS_DISCRIMINATOR_KEY = "texture_branch.conv1.0.weight_orig"
+#: The largest training size a file may record (the published models: 256).
+MAX_TRAINED_SIZE = 2048
 _TORCH_ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL_2 = b"\x80\x02"  # torch's legacy (pre-1.6) serialisation starts with a pickle
 
@@ -83,10 +86,20 @@ class LoadedWeights:
         """
         config = self.extra.get("config")
         hw = config.get("image_load_size") if isinstance(config, dict) else None
-        hw = self.extra.get("image_size", hw)
-        if isinstance(hw, (list, tuple)) and len(hw) == 2 and hw[0] == hw[1] and int(hw[0]) > 0:
-            return int(hw[0])
-        return 256
+        key = "config image_load_size"
+        if "image_size" in self.extra:
+            hw, key = self.extra["image_size"], "image_size"
+        if hw is None:
+            return 256
+        # From the file, so untrusted: bounded before any tensor of that size is allocated.
+        ok = isinstance(hw, (list, tuple)) and len(hw) == 2
+        ok = ok and all(type(v) is int and 0 < v <= MAX_TRAINED_SIZE for v in hw)
+        if not ok or hw[0] % SIZE_MULTIPLE or hw[1] % SIZE_MULTIPLE:
+            raise InputError(
+                f"{self.path}: {key} must be two multiples of {SIZE_MULTIPLE} up to "
+                f"{MAX_TRAINED_SIZE}, got {shown(hw)}"
+            )
+        return hw[0] if hw[0] == hw[1] else 256
 
     def build_generator(self, device: str | torch.device = "cpu") -> Generator:
         """The generator with these weights, in eval mode, on ``device``."""
@@ -114,6 +127,7 @@ def _discriminator_width(state: dict[str, torch.Tensor], model: ModelConfig) -> 
 
 
 def _load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    state = check_tensors(state, path, what)
     expected = net.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -137,23 +151,48 @@ def _load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path,
 def load_weights(path: str | os.PathLike[str]) -> LoadedWeights:
     """Read weights from any accepted file or run folder (see the module docstring)."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        kind = input_kind(path, "checkpoint")  # a name too long, a FIFO: refused by name
+    except InputError:
+        if not isinstance(_lstat_error(path), FileNotFoundError):
+            raise
+        raise InputError(f"{path}: checkpoint not found; expected {ACCEPTED}") from None
+    if kind == "folder":
         path = latest_checkpoint(path)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found; expected {ACCEPTED}")
     with open(path, "rb") as f:
         head = f.read(16)
     if head.startswith((_TORCH_ZIP_MAGIC, _PICKLE_PROTOCOL_2)):
-        return _from_torch_file(path)
+        return _checked(_from_torch_file(path))
     if _looks_like_safetensors(head):
-        return _from_safetensors(path)
+        return _checked(_from_safetensors(path))
     try:  # the last format: a file is a MindSpore checkpoint if it parses as one
         arrays = mindspore.read_mindspore_checkpoint(path)
-    except mindspore.NotAMindSporeCheckpoint:
+    except mindspore.NotAMindSporeCheckpoint as err:
+        detail = str(err).removeprefix(f"{path}: ")  # the reader's reason, once
+        reason = f" ({detail})" if detail else ""
         raise InputError(
-            f"{path}: not a checkpoint format ctsdg reads; expected {ACCEPTED}"
+            f"{path}: not a checkpoint format ctsdg reads{reason}; expected {ACCEPTED}"
         ) from None
-    return _from_mindspore(path, arrays)
+    return _checked(_from_mindspore(path, arrays))
+
+
+def _checked(weights: LoadedWeights) -> LoadedWeights:
+    """Every value a file gives checked before it is used: the tensors (`check_tensors`) and
+    the training size (bounded, `LoadedWeights.trained_size`)."""
+    for what in ("generator", "discriminator"):
+        state = getattr(weights, what)
+        if state is not None:
+            check_tensors(state, weights.path, what)
+    _ = weights.trained_size
+    return weights
+
+
+def _lstat_error(path: Path) -> OSError | None:
+    try:
+        os.lstat(path)
+    except OSError as err:
+        return err
+    return None
 
 
 def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Generator:
@@ -192,6 +231,7 @@ def convert(
     if weights.generator is None:
         raise InputError(f"{weights.path}: holds no generator; nothing to convert")
     with writing(destination):  # atomic (save_weights); a full disk or read-only place: one line
+        remove_stale_temporaries(destination)  # what a killed earlier convert left
         save_weights(
             destination,
             model=weights.model,
@@ -242,6 +282,9 @@ def _from_torch_file(path: Path) -> LoadedWeights:
     if _has_key(generator, _AUTHORS_GENERATOR_KEY) or _has_key(
         discriminator, _AUTHORS_DISCRIMINATOR_KEY
     ):
+        for what, state in (("generator", generator), ("discriminator", discriminator)):
+            if state is not None:
+                check_tensors(state, path, what)
         return _authors(path, generator, discriminator, data.get("n_iter"))
     keys = ", ".join(list(map(str, data))[:5])
     raise InputError(
@@ -269,6 +312,9 @@ def _authors(
 
 def _from_training_checkpoint(path: Path, data: dict) -> LoadedWeights:
     checkpoint = parse_training_checkpoint(path, data)
+    for what in ("generator", "discriminator"):
+        if data.get(what) is not None:
+            check_tensors(data[what], path, what)
     return LoadedWeights(
         path,
         CHECKPOINT_FORMAT,
@@ -295,9 +341,10 @@ def _from_safetensors(path: Path) -> LoadedWeights:
             f"(format={metadata.get('format')!r}); write one with 'ctsdg convert'"
         )
     try:
-        model = ModelConfig.from_dict(json.loads(metadata["model"]), path)
-    except (KeyError, json.JSONDecodeError):
+        model_entry = json.loads(metadata["model"])
+    except (KeyError, json.JSONDecodeError, RecursionError):
         raise InputError(f"{path}: weights file metadata has no readable model config") from None
+    model = ModelConfig.from_dict(model_entry, path)
     structure = metadata.get("structure", "correct")
     if structure not in STRUCTURE_CONVENTIONS:
         raise InputError(f"{path}: unknown structure convention {structure!r}")
@@ -325,10 +372,10 @@ def _image_size(metadata: dict[str, str], path: Path) -> dict[str, list[int]]:
     if "image_size" not in metadata:
         return {}
     try:
-        hw = [int(v) for v in json.loads(metadata["image_size"])]
-    except (TypeError, ValueError):
+        hw = json.loads(metadata["image_size"])
+    except (ValueError, RecursionError):
         raise InputError(f"{path}: weights file metadata has an unreadable image_size") from None
-    return {"image_size": hw}
+    return {"image_size": hw}  # checked by `LoadedWeights.trained_size`
 
 
 _MINDSPORE_NAME = re.compile(r"(generator|discriminator)(.*)\.ckpt")

@@ -27,7 +27,7 @@ import torch
 
 from ctsdg.data.structure import STRUCTURES
 from ctsdg.errors import InputError
-from ctsdg.fileio import atomic_write
+from ctsdg.fileio import atomic_write, unwrap_os_error
 from ctsdg.models.generator import ModelConfig
 
 CHECKPOINT_FORMAT = "ctsdg-checkpoint"
@@ -138,9 +138,16 @@ def write_training_checkpoint(path: str | os.PathLike[str], state: Mapping[str, 
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
 
     def write(tmp: Path) -> None:
-        # Through a Python file object, so a full disk raises OSError(ENOSPC) rather than the
-        # C++ writer's RuntimeError("[enforce fail at inline_container.cc ...]").
+        # Through a Python file object, so that a full disk is an OSError(ENOSPC): the C++ zip
+        # writer turns a failed write into RuntimeError("[enforce fail at inline_container.cc
+        # ...]") with the OSError as its context, which is what is raised here.
         with open(tmp, "wb") as f:
-            torch.save(payload, f)
+            try:
+                torch.save(payload, f)
+            except RuntimeError as err:
+                cause = unwrap_os_error(err)
+                if cause is None:
+                    raise
+                raise cause from None
 
     return atomic_write(path, write)

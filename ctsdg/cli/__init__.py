@@ -14,14 +14,17 @@ Two more groups: `ctsdg.cli.comparison` (compare) and `ctsdg.cli.weights` (weigh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 from ctsdg import __version__
 from ctsdg.cli import comparison, evaluation, inference, training, weights
 from ctsdg.cli.options import Parser, Runner
-from ctsdg.errors import CommandError, did_you_mean
+from ctsdg.errors import CommandError, describe_os_error, did_you_mean
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -80,13 +83,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     run: Runner = args.run
     try:
-        return int(run(args) or 0)
+        with _terminated_by_sigterm(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(run(args) or 0)
     except CommandError as err:
         print(f"ctsdg: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("ctsdg: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # the last net: a file problem no command turned into its own line
+        print(f"ctsdg: error: {describe_os_error(err.filename, err)}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("ctsdg: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
+    """Warnings as one line each, like the errors (``ctsdg: warning: ...``)."""
+    print(f"ctsdg: warning: {message}", file=sys.stderr)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that ``finally`` blocks and `atomic_write`
+    remove their temporary files on the way out (the default action would leave them)."""
+
+
+@contextlib.contextmanager
+def _terminated_by_sigterm() -> Iterator[None]:
+    """SIGTERM raises `Terminated` while a command runs (training and serving install their
+    own handlers on top, and put this one back)."""
+
+    def handle(signum: int, frame: object) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _is_override(arg: str) -> bool:

@@ -43,14 +43,12 @@ def _add_convert(sub: Subparsers) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ctsdg.checkpoints import convert
+    from ctsdg.fileio import check_overwrite
 
     if not args.destination.endswith(".safetensors"):
         raise InputError(f"{args.destination}: weights files end in .safetensors")
-    if Path(args.destination).exists() and not args.overwrite:
-        raise InputError(f"{args.destination} already exists; pass --overwrite to replace it")
+    check_overwrite(args.destination, args.overwrite)
     weights = convert(args.source, args.destination, structure=args.structure)
     networks = "generator" + (" + discriminator" if weights.discriminator else "")
     print(
@@ -89,7 +87,18 @@ def _add_inpaint(sub: Subparsers) -> None:
     )
     parser.add_argument("image", metavar="IMAGE", help="image file or folder")
     parser.add_argument("mask", metavar="MASK", help="mask file or folder (white = hole)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="file or folder")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="file or folder (a trailing / makes it a folder, created if need be)",
+    )
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep the outputs that exist and inpaint the rest (resumes an interrupted job)",
+    )
     parser.add_argument(
         "--strategy",
         choices=STRATEGIES,
@@ -117,6 +126,7 @@ def _run_inpaint(args: argparse.Namespace) -> int:
         backend=args.backend,
         overwrite=args.overwrite,
         max_original_pixels=args.max_original_pixels,
+        skip_existing=args.skip_existing,
     )
 
 

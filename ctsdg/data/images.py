@@ -348,7 +348,9 @@ def _split_sixteen(
 
 def _split_pil(image: Image.Image) -> tuple[np.ndarray, Rebuild]:
     mode = image.mode
-    kept = {k: v for k, v in image.info.items() if k in ("icc_profile", "dpi", "transparency")}
+    kept = {
+        k: v for k, v in image.info.items() if k in ("icc_profile", "dpi", "transparency", "exif")
+    }
     kept.update({k: v for k, v in image.info.items() if k.startswith("jpeg_")})
     to_array: Callable[[np.ndarray, np.ndarray], Any]
     if mode in _SIXTEEN_BIT_MODES:
@@ -375,7 +377,8 @@ def _split_pil(image: Image.Image) -> tuple[np.ndarray, Rebuild]:
         pixels = np.repeat(bits[..., None].astype(np.uint8) * 255, 3, axis=2)
     else:
         if mode not in ("RGB", "RGBA", "L", "LA"):
-            transparent = "A" in mode or "transparency" in image.info
+            # LAB has an "A" band that is a colour axis, not alpha: ask Pillow, not the name
+            transparent = image.has_transparency_data
             image = image.convert("RGBA" if transparent else "RGB")
             kept.pop("transparency", None)
             warnings.warn(

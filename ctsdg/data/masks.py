@@ -40,7 +40,14 @@ from ctsdg.data.images import (
 )
 from ctsdg.data.skipping import SkipRegistry
 from ctsdg.errors import InpaintWarning, InputError
-from ctsdg.fileio import atomic_write_bytes, check_output_dir, writing
+from ctsdg.fileio import (
+    atomic_write_bytes,
+    check_output_dir,
+    check_overwrite,
+    existing_output,
+    output_is_folder,
+    writing,
+)
 
 MASK_INDEX = "masks.json"
 
@@ -314,13 +321,17 @@ def write_mask_set(
     if not checked:
         raise InputError("write_mask_set needs at least one bucket")
     names = [f"{bucket_name(b)}/{n:05d}.png" for b in checked for n in range(per_bucket)]
-    existing = [n for n in [*names, MASK_INDEX] if (out / n).exists()] if out.is_dir() else []
+    existing = []
+    if output_is_folder(out):  # a name too long or a parent that is a file: one line
+        existing = [n for n in [*names, MASK_INDEX] if existing_output(out / n) is not None]
     if existing and not overwrite:
         shown = ", ".join(existing[:3]) + (", ..." if len(existing) > 3 else "")
         raise InputError(
             f"{out} already holds {len(existing)} of the files to write ({shown}); "
             "choose another folder or pass --overwrite"
         )
+    for name in existing:  # what --overwrite still refuses (read-only) or warns about
+        check_overwrite(out / name, overwrite=True)
     check_output_dir(out)
     entries: list[dict[str, object]] = []
     for lo, hi in checked:

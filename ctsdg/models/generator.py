@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ctsdg.errors import InputError
+from ctsdg.errors import InputError, shown
 from ctsdg.models.bigff import BiGFF
 from ctsdg.models.cfa import CFA
 from ctsdg.models.init import init_weights
@@ -21,6 +21,9 @@ ENCODER_KERNELS = (7, 5, 5, 3, 3, 3, 3)
 ENCODER_WIDTHS = (1, 2, 4, 8, 8, 8, 8)  # multiples of the base width, shallow to deep
 DECODER_WIDTHS = (8, 8, 8, 4, 2, 1, 1)  # deep to shallow
 SIZE_MULTIPLE = 128  # seven stride-2 levels and the attention's halving: input sides divide by it
+#: The widest generator a checkpoint may ask for (the published one is 64): twice that is about
+#: 200 M parameters, so a file's metadata cannot make ctsdg allocate without bound.
+MAX_WIDTH = 128
 
 
 @dataclass(frozen=True)
@@ -36,12 +39,30 @@ class ModelConfig:
     align_corners: bool = False
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: Path | str) -> ModelConfig:
-        """From a checkpoint's ``model`` entry; InputError naming ``source`` if incomplete."""
-        try:
-            return cls(width=int(data["width"]), align_corners=bool(data["align_corners"]))
-        except (KeyError, TypeError, ValueError):
-            raise InputError(f"{source}: model config {dict(data)!r} is incomplete") from None
+    def from_dict(cls, data: Any, source: Path | str) -> ModelConfig:
+        """From a checkpoint's ``model`` entry, which comes from a file and is untrusted: each
+        value is checked for its type and bounded (`MAX_WIDTH`) before anything is built.
+        InputError naming ``source`` and the key otherwise."""
+        if not isinstance(data, Mapping):
+            raise InputError(
+                f"{source}: model config must be a mapping with width and align_corners, got "
+                f"{shown(data)}"
+            )
+        missing = [k for k in ("width", "align_corners") if k not in data]
+        if missing:
+            raise InputError(f"{source}: model config lacks {', '.join(missing)}")
+        width, align_corners = data["width"], data["align_corners"]
+        if type(width) is not int or not 1 <= width <= MAX_WIDTH:
+            raise InputError(
+                f"{source}: model config width must be an integer from 1 to {MAX_WIDTH}, got "
+                f"{shown(width)}"
+            )
+        if type(align_corners) is not bool:
+            raise InputError(
+                f"{source}: model config align_corners must be true or false, got "
+                f"{shown(align_corners)}"
+            )
+        return cls(width=width, align_corners=align_corners)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

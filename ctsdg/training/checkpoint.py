@@ -27,6 +27,7 @@ from ctsdg.checkpoints.training_format import (
     write_training_checkpoint,
 )
 from ctsdg.errors import InputError
+from ctsdg.fileio import check_tensors
 from ctsdg.models.generator import ModelConfig
 
 if TYPE_CHECKING:
@@ -172,10 +173,16 @@ def restore(state: TrainState, checkpoint: TrainingCheckpoint) -> int:
             saved_world,
         )
     device = state.ctx.device
-    state.raw_generator.load_state_dict(data["generator"])
-    state.raw_discriminator.load_state_dict(data["discriminator"])
-    state.optimizer_g.load_state_dict(data["optimizer_g"])
-    state.optimizer_d.load_state_dict(data["optimizer_d"])
-    state.scaler.load_state_dict(data["scaler"])
-    set_rng_state(data["rng"], device)
+    check_tensors(data["generator"], path, "generator")
+    check_tensors(data["discriminator"], path, "discriminator")
+    try:
+        state.raw_generator.load_state_dict(data["generator"])
+        state.raw_discriminator.load_state_dict(data["discriminator"])
+        state.optimizer_g.load_state_dict(data["optimizer_g"])
+        state.optimizer_d.load_state_dict(data["optimizer_d"])
+        state.scaler.load_state_dict(data["scaler"])
+        set_rng_state(data["rng"], device)
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise InputError(f"{path}: cannot resume from this checkpoint ({reason})") from None
     return checkpoint.iteration

@@ -2,19 +2,26 @@
 
 Under ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set) the process joins the group:
 NCCL on CUDA, gloo on CPU; multi-node works with torchrun's own rendezvous options. Without it,
-everything degrades to a single process and the collectives are no-ops.
+everything degrades to a single process and the collectives are no-ops. ``WORLD_SIZE`` and its
+friends set by hand are checked; a process waiting for others that never come says so at once
+and gives up after ``CTSDG_DIST_TIMEOUT`` seconds (default 600) with one line.
 """
 
 from __future__ import annotations
 
+import datetime
+import logging
+import math
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from ctsdg.errors import InputError
+from ctsdg.errors import InputError, shown
 from ctsdg.runtime import resolve_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,11 +47,53 @@ def quiet(*args: object, **kwargs: object) -> None:
     """``print`` for the ranks that do not print: only rank 0 talks to the user."""
 
 
+#: How long to wait for the other processes to join (``CTSDG_DIST_TIMEOUT`` seconds); it is
+#: the process group's timeout too, so also the longest a collective waits (NCCL's default).
+DEFAULT_JOIN_TIMEOUT_S = 600.0
+
+
+def _env_int(name: str, default: int, low: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise InputError(
+            f"{name}={shown(text)}: expected a whole number >= {low} (torchrun sets it; unset it "
+            "to run one process)"
+        )
+    return value
+
+
+def join_timeout() -> float:
+    """``CTSDG_DIST_TIMEOUT`` (seconds, > 0), else `DEFAULT_JOIN_TIMEOUT_S`."""
+    text = os.environ.get("CTSDG_DIST_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_JOIN_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"CTSDG_DIST_TIMEOUT={shown(text)}: expected a number of seconds > 0")
+    return value
+
+
 def setup(device_name: str = "auto") -> Context:
-    """Join the process group if launched by torchrun; pick this process's device."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    """Join the process group if launched by torchrun; pick this process's device.
+
+    ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` are checked (whole numbers, rank below world
+    size). Outside torchrun, a process told it is one of several says which address it waits
+    at for the others, and gives up after `join_timeout` seconds with one line.
+    """
+    world_size = _env_int("WORLD_SIZE", 1, 1)
+    rank = _env_int("RANK", 0, 0)
+    local_rank = _env_int("LOCAL_RANK", 0, 0)
+    if rank >= world_size:
+        raise InputError(f"RANK={rank} but WORLD_SIZE={world_size}: a rank is below the size")
     device = resolve_device(device_name)
     if device.type == "cuda" and device.index is None:
         if world_size > 1 and local_rank >= torch.cuda.device_count():
@@ -55,11 +104,44 @@ def setup(device_name: str = "auto") -> Context:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(
-            backend=backend, device_id=device if device.type == "cuda" else None
-        )
+        _join(world_size, rank, device)
     return Context(rank, world_size, local_rank, device)
+
+
+def _join(world_size: int, rank: int, device: torch.device) -> None:
+    timeout = join_timeout()
+    unset = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+    if unset:
+        raise InputError(
+            f"WORLD_SIZE={world_size} but {' and '.join(unset)} not set: start every process "
+            "with torchrun (which sets them), or unset WORLD_SIZE to run one process"
+        )
+    where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    if "TORCHELASTIC_RUN_ID" not in os.environ:  # not torchrun: the user may not expect a wait
+        log.warning(
+            "WORLD_SIZE=%d, RANK=%d: waiting up to %gs at %s for the other %d process(es) "
+            "(torchrun starts them; unset WORLD_SIZE to run alone; CTSDG_DIST_TIMEOUT sets "
+            "the wait)",
+            world_size,
+            rank,
+            timeout,
+            where,
+            world_size - 1,
+        )
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    try:
+        dist.init_process_group(
+            backend=backend,
+            device_id=device if device.type == "cuda" else None,
+            timeout=datetime.timedelta(seconds=timeout),
+        )
+    except (RuntimeError, ValueError) as err:  # DistStoreError, a missing MASTER_ADDR, ...
+        reason = " ".join(str(err).split())
+        reason = reason if len(reason) <= 200 else reason[:200] + "..."
+        raise InputError(
+            f"rank {rank} of {world_size} could not join the others at {where} within "
+            f"{timeout:g}s ({reason}); start every process with torchrun, or unset WORLD_SIZE"
+        ) from None
 
 
 def teardown() -> None:

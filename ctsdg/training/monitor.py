@@ -8,11 +8,13 @@ and over the ranks (a collective that all ranks join), so the loop calls it unco
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -67,10 +69,13 @@ class Monitor:
         self._file: TextIO | None = None
         self._bar = None
         self._writer = None
+        self._event_folder: Path | None = None
         if not enabled:
             return
-        save_path.mkdir(parents=True, exist_ok=True)
-        self._file = open(save_path / "log.txt", "a", buffering=1)  # noqa: SIM115 - closed in close()
+        self._log_path = save_path / "log.txt"
+        with _naming(self._log_path):
+            save_path.mkdir(parents=True, exist_ok=True)
+            self._file = open(self._log_path, "a", buffering=1)  # noqa: SIM115 - closed in close()
         if progress and sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -83,7 +88,9 @@ class Monitor:
             except ImportError:  # tensorboard is a dependency; keep training if it is broken
                 log.warning("tensorboard is not importable; no event files will be written")
             else:
-                self._writer = SummaryWriter(str(save_path / "tensorboard"), purge_step=start + 1)
+                self._event_folder = save_path / "tensorboard"
+                with _naming(self._event_folder):
+                    self._writer = SummaryWriter(str(self._event_folder), purge_step=start + 1)
         if self._bar is None:  # no bar: a progress line whenever the run was quiet for a while
             self._heartbeat = Heartbeat(self.progress_line)
             self._heartbeat.start()
@@ -98,7 +105,8 @@ class Monitor:
             print(message, flush=True)
         self._heartbeat.said()
         if self._file is not None:
-            self._file.write(message + "\n")
+            with _naming(self._log_path):
+                self._file.write(message + "\n")
 
     def record(self, terms: dict[str, torch.Tensor]) -> None:
         """One iteration's loss terms (every rank calls this); advances the progress bar."""
@@ -148,9 +156,10 @@ class Monitor:
 
     def scalars(self, iteration: int, values: dict[str, float]) -> None:
         if self._writer is not None:
-            for name, value in values.items():
-                if math.isfinite(value):
-                    self._writer.add_scalar(name, value, iteration)
+            with _naming(self._event_folder):  # the event writer's thread re-raises here
+                for name, value in values.items():
+                    if math.isfinite(value):
+                        self._writer.add_scalar(name, value, iteration)
 
     def image(self, iteration: int, name: str, picture) -> None:
         """A PIL image (the sample grid) into TensorBoard."""
@@ -158,13 +167,38 @@ class Monitor:
             import numpy as np
 
             array = torch.from_numpy(np.array(picture)).permute(2, 0, 1)
-            self._writer.add_image(name, array, iteration)
+            with _naming(self._event_folder):
+                self._writer.add_image(name, array, iteration)
 
     def close(self) -> None:
+        """Close the bar, the event files and log.txt, each even if another fails; then raise
+        the first OSError (a full disk can fail the last flush), naming its file."""
         self._heartbeat.stop()
-        if self._bar is not None:
-            self._bar.close()
-        if self._writer is not None:
-            self._writer.close()
-        if self._file is not None:
-            self._file.close()
+        first: OSError | None = None
+        parts = [
+            (self._bar, None),
+            (self._writer, self._event_folder),
+            (self._file, getattr(self, "_log_path", None)),
+        ]
+        self._bar = self._writer = self._file = None
+        for part, path in parts:
+            if part is None:
+                continue
+            try:
+                with _naming(path):
+                    part.close()
+            except OSError as err:
+                first = first or err
+        if first is not None:
+            raise first
+
+
+@contextlib.contextmanager
+def _naming(path: Path | None) -> Iterator[None]:
+    """An OSError without a file name (a failed ``write``) gets ``path``'s."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None and path is not None:
+            err.filename = str(path)
+        raise

@@ -13,6 +13,7 @@ ranks for the log, and only rank 0 writes. SIGINT / SIGTERM end the run with a c
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import logging
 import signal
@@ -136,6 +137,7 @@ def _train(config: Config, ctx: Context, overwrite: bool) -> TrainResult:
     with _claim(save_path, ctx, fresh=not config.resume, overwrite=overwrite) as run:
         state = build_state(config, ctx, pretrained=ready.pretrained, vgg=ready.vgg)
         start = checkpoint.restore(state, source) if source is not None else 0
+        monitor: Monitor | None = None
         try:
             if ctx.is_main:
                 config.save(save_path / "config.yaml")
@@ -147,41 +149,68 @@ def _train(config: Config, ctx: Context, overwrite: bool) -> TrainResult:
                 progress=config.progress,
                 tensorboard=config.tensorboard,
             )
-        except OSError as err:
-            raise _write_failed(err, run) from None
-        if source is not None:
-            monitor.print(f"resumed from {source.path} at iteration {start}")
-        elif config.resume:
-            monitor.print(f"resume={config.resume}: no checkpoint in {save_path}, starting fresh")
-        if start >= total:
-            monitor.print(f"nothing to do: the run is already at iteration {start} of {total}")
-            monitor.close()
-            return TrainResult(start, "finished", source.path if source else None)
-
-        loader = build_loader(
-            dataset,
-            config.batch_size,
-            train=True,
-            num_workers=worker_count(config),
-            seed=config.seed,
-            distributed=(ctx.rank, ctx.world_size),
-            start_batch=start,
-        )
-        monitor.print(
-            f"training {sum(p.numel() for p in state.raw_generator.parameters()) / 1e6:.1f} M "
-            f"generator parameters on {ctx.world_size} x {ctx.device}, batch "
-            f"{config.batch_size} per rank, {config.precision}, stages {plan}, from iteration "
-            f"{start} to {total}; {len(dataset)} training images; run folder {save_path}"
-        )
-        try:
-            return _loop(state, loader, monitor, plan, start, run)
-        except OSError as err:  # a log line, sample grid or event file that cannot be written
-            raise _write_failed(err, run) from None
+            if source is not None:
+                monitor.print(f"resumed from {source.path} at iteration {start}")
+            elif config.resume:
+                monitor.print(
+                    f"resume={config.resume}: no checkpoint in {save_path}, starting fresh"
+                )
+            if start >= total:
+                monitor.print(f"nothing to do: the run is already at iteration {start} of {total}")
+                result = TrainResult(start, "finished", source.path if source else None)
+            else:
+                result = _run(state, dataset, monitor, plan, start, run)
+        except OSError as err:  # config.yaml, a log line, sample grid, event file or checkpoint
+            _close_quietly(monitor)
+            raise _write_failed(err, run, save_path) from None
+        except BaseException:
+            _close_quietly(monitor)
+            raise
         finally:
-            monitor.close()
             skipped = getattr(dataset, "skipped_files", None)
             if skipped:
                 log.warning("%d unreadable training files were skipped", len(skipped))
+        try:
+            monitor.close()  # the last flush of log.txt and the event files can fail too
+        except OSError as err:
+            raise _write_failed(err, run, save_path) from None
+        return result
+
+
+def _run(
+    state: TrainState,
+    dataset: Any,
+    monitor: Monitor,
+    plan: list[tuple[str, int]],
+    start: int,
+    run: RunFolder | None,
+) -> TrainResult:
+    """The data loader for this rank, the opening line, then `_loop`."""
+    config, ctx = state.config, state.ctx
+    loader = build_loader(
+        dataset,
+        config.batch_size,
+        train=True,
+        num_workers=worker_count(config),
+        seed=config.seed,
+        distributed=(ctx.rank, ctx.world_size),
+        start_batch=start,
+    )
+    monitor.print(
+        f"training {sum(p.numel() for p in state.raw_generator.parameters()) / 1e6:.1f} M "
+        f"generator parameters on {ctx.world_size} x {ctx.device}, batch "
+        f"{config.batch_size} per rank, {config.precision}, stages {plan}, from iteration "
+        f"{start} to {sum(n for _, n in plan)}; {len(dataset)} training images; run folder "
+        f"{config.save_path}"
+    )
+    return _loop(state, loader, monitor, plan, start, run)
+
+
+def _close_quietly(monitor: Monitor | None) -> None:
+    """Close ``monitor`` while another error is on its way out (that one is reported)."""
+    if monitor is not None:
+        with contextlib.suppress(OSError):
+            monitor.close()
 
 
 def _loop(
@@ -278,18 +307,30 @@ def _save(state: TrainState, iteration: int, stage: str, run: RunFolder | None) 
     if distributed.any_rank([error is not None], state.ctx)[0]:
         if error is None:
             raise InputError(f"iteration {iteration}: rank 0 could not write the checkpoint")
-        raise _write_failed(error, run)
+        raise _write_failed(error, run, Path(state.config.save_path))
     distributed.barrier(state.ctx)
 
 
-def _write_failed(err: OSError, run: RunFolder | None) -> InputError:
-    """One line: what could not be written and why (disk full, read-only, ...), and the
-    checkpoint a resume would start from."""
+def _write_failed(err: OSError, run: RunFolder | None, save_path: Path) -> InputError:
+    """One line: what could not be written and why (disk full, read-only, ...), the
+    checkpoint a resume would start from, and what to do first."""
     last = run.last_saved if run is not None else None
-    return InputError(
-        f"cannot write {describe_os_error(err.filename, err)}; the last good checkpoint is "
-        f"{last or 'none'}" + (" (continue with resume=auto once there is room)" if last else "")
-    )
+    where = err.filename if err.filename is not None else f"a file in the run folder {save_path}"
+    message = f"cannot write {describe_os_error(where, err)}; the last good checkpoint is "
+    if last is None:
+        return InputError(message + "none")
+    return InputError(f"{message}{last} (continue with resume=auto {_remedy(err)})")
+
+
+def _remedy(err: OSError) -> str:
+    """When a resume can succeed, in the words of the error's cause."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "once there is room"
+    if err.errno == errno.EROFS:
+        return "once the file system is writable again"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "once the run folder is writable for you"
+    return "once the cause is fixed"
 
 
 def _check_replicas(state: TrainState) -> None:
