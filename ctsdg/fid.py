@@ -259,6 +259,7 @@ def path_statistics(
         return read_stats(path)
     if not path.exists():
         raise InputError(f"{path}: not found (expected a folder of images or an .npz)")
+    folder_images(path)  # a folder without images fails before the network is loaded
     return folder_statistics(path, extractor(), progress=progress)
 
 

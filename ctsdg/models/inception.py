@@ -219,7 +219,8 @@ def load_fid_inception(path: str | Path) -> FIDInception:
     file is missing, unreadable or holds another network's weights (naming the file)."""
     state = read_state_dict(path, f"FID Inception weights ({FILE_NAMES})")
     model = FIDInception()
-    wanted = model.state_dict()
+    counters = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
+    wanted = {k: v for k, v in model.state_dict().items() if k not in counters}
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
     missing = [k for k in wanted if k not in state]
@@ -237,5 +238,5 @@ def load_fid_inception(path: str | Path) -> FIDInception:
                 f"{path}: not the FID Inception network; {key} has shape "
                 f"{tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
             )
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.load_state_dict({**counters, **{k: v.float() for k, v in state.items()}})
     return model
