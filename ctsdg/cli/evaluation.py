@@ -26,7 +26,7 @@ def _add_bench(sub: Subparsers) -> None:
         sub,
         "bench",
         benchmarks.run,
-        help="benchmarks: model, data, train, infer, serve (minimum of several runs; --json)",
+        help="benchmarks: model, data, train, infer, serve, eval (minimum of several runs; --json)",
         description="Speed measurements; each target prints a line, or JSON with --json.",
     )
     benchmarks.add_subcommands(parser)
