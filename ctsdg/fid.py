@@ -14,8 +14,8 @@ distance, and pytorch-fid's ``.npz`` statistics files.
   side has fewer images than features (2048), the same trace is the sum of the singular values
   of ``A1 A2^T`` (``Ai`` the centred features over ``sqrt(Ni - 1)``, so ``Si = Ai^T Ai``): the
   nonzero eigenvalues of ``S1 S2`` are those of ``(A1 A2^T)(A1 A2^T)^T``. That is exact, agrees
-  with sqrtm to ~1e-7 relative (tests), and costs milliseconds where a 2048 x 2048 sqrtm costs
-  10 to 60 s on two CPU cores; ``ctsdg eval`` computes up to 16 distances.
+  with sqrtm to ~1e-7 relative (tests), and costs milliseconds where one 2048 x 2048 sqrtm took
+  54 to 126 s on a loaded two-core CPU; ``ctsdg eval`` computes up to 16 distances.
 - **Statistics files**: ``mu`` (2048,) and ``sigma`` (2048, 2048), as pytorch-fid's
   ``--save-stats`` writes them; ctsdg adds ``images`` (the count), which pytorch-fid ignores.
 
@@ -202,7 +202,8 @@ def write_stats(path: Path, stats: Statistics, *, overwrite: bool = False) -> Pa
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; pass --overwrite to replace it")
     buffer = io.BytesIO()
-    np.savez(buffer, mu=stats.mu, sigma=stats.sigma, images=np.int64(stats.images or 0))
+    count = {} if stats.images is None else {"images": np.int64(stats.images)}
+    np.savez(buffer, mu=stats.mu, sigma=stats.sigma, **count)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
