@@ -1,4 +1,4 @@
-"""``ctsdg eval``: PSNR / SSIM / L1 (and LPIPS) per image, grouped by hole ratio, as papers report.
+"""``ctsdg eval``: PSNR / SSIM / L1 (LPIPS; FID, P-IDS / U-IDS) by hole ratio, as papers report.
 
 Every image is scored on its composite ``comp = gt * mask + out * (1 - mask)`` against its
 ground truth (both mapped to [0, 1], see `ctsdg.metrics`), and bucketed by **its own** hole
@@ -11,10 +11,18 @@ Printed: the seed's block (the three 20 % groups, PSNR with 2 decimals and SSIM 
 Written: ``metrics.json`` (settings, every bucket and every image) and ``metrics.md``, into
 ``output_path`` when set, otherwise into ``eval/<name>-<dataset>/`` beside the checkpoint (the
 run folder for a run's checkpoint) or, for the OpenCV baselines, under the current folder.
-Composites are saved as PNG (``composites/<index>_<source file stem>.png``) only when
-``output_path`` is set. The output place is checked before the first image is evaluated, every
+With ``output_path``, three folders get one PNG per image under one name
+(``<index>_<source file stem>.png``): ``composites/`` (as scored, uint8), ``ground_truth/`` (the
+image as evaluated) and ``masks/`` (white = hole); a folder that holds results is refused
+unless ``overwrite``. The output place is checked before the first image is evaluated, every
 file is written atomically, and when the reports cannot be written after all (a full disk) the
 command still prints the figures before the error (`ReportWriteError` carries them).
+
+``method=folder`` scores another method's results (`Predictions`: the file named as the
+composite, or the one with its stem and any image extension) on the same images and masks.
+With ``fid_weights``, the Inception features of every composite and ground truth (one batched
+forward per batch) give FID per bucket and P-IDS / U-IDS for the seed range and all images
+(`SetFigures`, `ctsdg.fid`, `ctsdg.ids`).
 
 Under ``torchrun`` every process evaluates its own contiguous block of the images (gloo on CPU,
 NCCL on GPUs); the per-image scores are gathered, and rank 0 alone summarises, prints and
