@@ -69,7 +69,9 @@ def run_demo(
             checkpoint_path=str(result.checkpoint),
             output_path=str(run / "eval" / method),
         )
-        evaluations[method] = evaluate(cfg, progress=progress, echo=lambda _: None)
+        evaluations[method] = evaluate(
+            cfg, progress=progress, echo=lambda _: None, overwrite=overwrite
+        )
         times[f"evaluation ({method})"] = time.perf_counter() - t0
 
     print("[3/4] inpainting the held-out photographs at their own size", flush=True)
