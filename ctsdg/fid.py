@@ -72,10 +72,16 @@ def unit_input(images: Tensor) -> Tensor:
 
 
 class InceptionFeatures:
-    """Batched 2048-d features of uint8 RGB images: ``features(images) -> (B, 2048) float64``."""
+    """Batched 2048-d features of uint8 RGB images: ``features(images) -> (B, 2048) float64``.
+
+    On CPU the network runs channels-last (oneDNN's blocked kernels; docs/benchmarks.md has the
+    gain); the features are the same to float rounding (the tests compare them with a plain
+    NCHW forward written apart).
+    """
 
     def __init__(self, network: FIDInception, device: torch.device, batch_size: int = 50):
-        self.network = network.to(device)
+        self.format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+        self.network = network.to(device, memory_format=self.format)
         self.device = device
         self.batch_size = batch_size
 
@@ -97,7 +103,8 @@ class InceptionFeatures:
     @torch.inference_mode()
     def of_unit(self, x: Tensor) -> np.ndarray:
         """Features of (B, 3, 299, 299) inputs in [0, 1] (`unit_input`'s output), one forward."""
-        return self.network(x.to(self.device) * 2 - 1).double().cpu().numpy()
+        x = (x.to(self.device) * 2 - 1).contiguous(memory_format=self.format)
+        return self.network(x).double().cpu().numpy()
 
 
 @dataclass
