@@ -135,3 +135,14 @@ def test_fid_and_ids_per_bucket_equal_ctsdg_fid_on_the_written_pairs(
     assert alone["images"] == [12, 12]
     assert alone["fid"] == pytest.approx(everything["fid"], rel=5e-3)
     assert evaluation.overall["all"]["fid"] == everything["fid"]
+
+
+@pytest.mark.slow
+def test_bench_eval_times_both_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "eval", "--images", "2", "--size", "128", "--batch", "2", "--repeats", "1"]
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 2 and len(result["all_s"]["plain"]) == 1
+    assert result["plain_s"] > 0 and result["ratio"] == pytest.approx(
+        result["lpips_fid_s"] / result["plain_s"]
+    )
