@@ -158,9 +158,10 @@ class Config(BaseModel):
 
     # --- evaluation
     checkpoint_path: Text = ""
-    output_path: Text = ""  # save composites here when set
+    output_path: Text = ""  # reports, composites/, ground_truth/, masks/ here when set
     test_batch_size: AtLeastOne = 1
-    method: Literal["ctsdg", "telea", "ns"] = "ctsdg"
+    method: Literal["ctsdg", "telea", "ns", "folder"] = "ctsdg"
+    predictions: Text = ""  # method=folder: another method's results, named as composites/
     eval_limit: Count = 0  # evaluate only the first N images (0: all)
     lpips_weights: Text = ""  # LPIPS VGG linear layers (lpips' vgg.pth, v0.1); with pretrained_vgg
     fid_weights: Text = ""  # FID Inception (pytorch-fid's pt_inception-...pth) or auto

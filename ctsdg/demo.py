@@ -79,7 +79,9 @@ def run_demo(
         )
         # evaluate's own progress lines cover its loop; this one the loading around it
         with Heartbeat(lambda m=method, t=t0: f"evaluating {m}: {time.perf_counter() - t:.0f} s"):
-            evaluations[method] = evaluate(cfg, progress=progress, echo=lambda _: None)
+            evaluations[method] = evaluate(
+                cfg, progress=progress, echo=lambda _: None, overwrite=overwrite
+            )
         times[f"evaluation ({method})"] = time.perf_counter() - t0
 
     print("[3/4] inpainting the held-out photographs at their own size", flush=True)

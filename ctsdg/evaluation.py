@@ -1,4 +1,4 @@
-"""``ctsdg eval``: PSNR / SSIM / L1 (and LPIPS) per image, grouped by hole ratio, as papers report.
+"""``ctsdg eval``: PSNR / SSIM / L1 (LPIPS; FID, P-IDS / U-IDS) by hole ratio, as papers report.
 
 Every image is scored on its composite ``comp = gt * mask + out * (1 - mask)`` against its
 ground truth (both mapped to [0, 1], see `ctsdg.metrics`), and bucketed by **its own** hole
@@ -11,10 +11,18 @@ Printed: the seed's block (the three 20 % groups, PSNR with 2 decimals and SSIM 
 Written: ``metrics.json`` (settings, every bucket and every image) and ``metrics.md``, into
 ``output_path`` when set, otherwise into ``eval/<name>-<dataset>/`` beside the checkpoint (the
 run folder for a run's checkpoint) or, for the OpenCV baselines, under the current folder.
-Composites are saved as PNG (``composites/<index>_<source file stem>.png``) only when
-``output_path`` is set. The output place is checked before the first image is evaluated, every
+With ``output_path``, three folders get one PNG per image under one name
+(``<index>_<source file stem>.png``): ``composites/`` (as scored, uint8), ``ground_truth/`` (the
+image as evaluated) and ``masks/`` (white = hole); a folder that holds results is refused
+unless ``overwrite``. The output place is checked before the first image is evaluated, every
 file is written atomically, and when the reports cannot be written after all (a full disk) the
 command still prints the figures before the error (`ReportWriteError` carries them).
+
+``method=folder`` scores another method's results (`Predictions`: the file named as the
+composite, or the one with its stem and any image extension) on the same images and masks.
+With ``fid_weights``, the Inception features of every composite and ground truth (one batched
+forward per batch) give FID per bucket and P-IDS / U-IDS for the seed range and all images
+(`SetFigures`, `ctsdg.fid`, `ctsdg.ids`).
 
 Under ``torchrun`` every process evaluates its own contiguous block of the images (gloo on CPU,
 NCCL on GPUs); the per-image scores are gathered, and rank 0 alone summarises, prints and
@@ -43,6 +51,7 @@ from PIL import Image
 
 from ctsdg.config import Config
 from ctsdg.data import Batch, build_loader, dataset_from_config
+from ctsdg.data.images import UnreadableImageError, read_rgb, require_folder
 from ctsdg.data.loader import worker_count
 from ctsdg.data.structure import STRUCTURES
 from ctsdg.data.tensors import image_to_tensor, tensor_to_image
@@ -61,11 +70,22 @@ from ctsdg.evaluation_report import (
     summarize_all,
     write_reports,
 )
-from ctsdg.fileio import atomic_write_bytes, check_output_dir
+from ctsdg.fid import (
+    FID_EXTENSIONS,
+    FID_MIN_IMAGES,
+    InceptionFeatures,
+    frechet_distance,
+    resolve_fid_weights,
+    statistics,
+)
+from ctsdg.fileio import atomic_write_bytes, check_output_dir, writing
 from ctsdg.heartbeat import Heartbeat, eta
+from ctsdg.ids import inception_discriminative_scores
 from ctsdg.metrics import LPIPS, score_composites
 
 BASELINE_FLAGS = {"telea": "INPAINT_TELEA", "ns": "INPAINT_NS"}
+#: What ``output_path`` receives besides the reports, one file per image, same name in each.
+RESULT_FOLDERS = ("composites", "ground_truth", "masks")
 
 
 def choose_structure(recorded: str, explicit: str | None, source: str) -> tuple[str, str]:
@@ -90,6 +110,112 @@ def _source_stem(dataset: Any, index: int) -> str:
     return Path(files[index]).stem if files is not None else ""
 
 
+def result_name(dataset: Any, index: int) -> str:
+    """``<index>_<source file stem>.png`` (``<index>.png`` for sources without files): the name
+    of an image's composite, ground truth and mask, and of its prediction for method=folder."""
+    stem = _source_stem(dataset, index)
+    return f"{index:06d}_{stem}.png" if stem else f"{index:06d}.png"
+
+
+def prepare_output(out_dir: Path, overwrite: bool) -> tuple[Path, ...]:
+    """The `RESULT_FOLDERS` under ``out_dir``, created; refuses a folder that holds results
+    (reports or images) unless ``overwrite``, which first removes the old images, so that a
+    shorter run does not leave a longer run's files among its own."""
+    folders = tuple(out_dir / name for name in RESULT_FOLDERS)
+    held = [out_dir / n for n in ("metrics.json", "metrics.md") if (out_dir / n).exists()]
+    held += [f for f in folders if f.is_dir() and any(f.iterdir())]
+    if held and not overwrite:
+        raise InputError(
+            f"{held[0]} exists: {out_dir} holds evaluation results; pass --overwrite to "
+            "replace them, or choose another output_path"
+        )
+    for folder in folders:
+        check_output_dir(folder)
+        if held:
+            with writing(folder):
+                for old in folder.iterdir():
+                    if old.is_file() and old.suffix.lower() == ".png":
+                        old.unlink()
+    return folders
+
+
+class Predictions:
+    """Another method's results for method=folder (see docs/evaluation.md): the file named as
+    eval names the composite, else the one file with its stem and any image extension."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = require_folder(folder, "predictions folder (config key predictions)")
+        self.by_stem: dict[str, list[Path]] = {}
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.suffix.lower() in FID_EXTENSIONS:
+                self.by_stem.setdefault(path.stem, []).append(path)
+
+    def find(self, name: str) -> Path:
+        exact = self.folder / name
+        if exact.is_file():
+            return exact
+        found = self.by_stem.get(Path(name).stem, [])
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise InputError(
+                f"{self.folder}: {len(found)} predictions for {name} "
+                f"({', '.join(p.name for p in found)}); keep one"
+            )
+        raise InputError(
+            f"{exact}: prediction not found (expected this name, or its stem with any of "
+            f"{', '.join(e[1:] for e in FID_EXTENSIONS)})"
+        )
+
+    def read(self, names: list[str], size: tuple[int, int]) -> torch.Tensor:
+        """The predictions of ``names`` as (B, 3, H, W) in [-1, 1]; each must be ``size``."""
+        arrays = []
+        for name in names:
+            path = self.find(name)
+            try:
+                image = read_rgb(path)
+            except UnreadableImageError as err:
+                raise InputError(f"{path}: unreadable prediction ({err.reason})") from None
+            if (image.height, image.width) != size:
+                raise InputError(
+                    f"{path}: prediction is {image.width}x{image.height}, expected "
+                    f"{size[1]}x{size[0]} (the size evaluated; see ground_truth/)"
+                )
+            arrays.append(np.asarray(image))
+        return image_to_tensor(np.stack(arrays))
+
+
+class SetFigures:
+    """FID and P-IDS / U-IDS of sets of evaluated images, from their Inception features
+    (composite, ground truth) by index; the `summarize_all` callbacks."""
+
+    def __init__(self, features: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+        self.features = features
+        self._fids: dict[tuple[int, ...], float] = {}  # a set may come twice (0-60 % and all)
+
+    def _arrays(self, chosen: list[ImageResult]) -> tuple[np.ndarray, np.ndarray]:
+        comp = np.stack([self.features[r.index][0] for r in chosen]).astype(np.float64)
+        truth = np.stack([self.features[r.index][1] for r in chosen]).astype(np.float64)
+        return comp, truth
+
+    def fid(self, chosen: list[ImageResult]) -> dict[str, Any]:
+        if len(chosen) < 2:  # no covariance: no figure, as for an empty bucket's means
+            return {"fid": None, "fid_reliable": False}
+        key = tuple(r.index for r in chosen)
+        if key not in self._fids:
+            comp, truth = self._arrays(chosen)
+            self._fids[key] = frechet_distance(
+                statistics(comp, "composites"), statistics(truth, "ground truth")
+            )
+        return {"fid": self._fids[key], "fid_reliable": len(chosen) >= FID_MIN_IMAGES}
+
+    def ids(self, chosen: list[ImageResult]) -> dict[str, Any]:
+        if len(chosen) < 2:
+            return {"p_ids": None, "u_ids": None}
+        comp, truth = self._arrays(chosen)
+        return inception_discriminative_scores(truth, comp)
+
+
 def opencv_inpaint(batch: Batch, method: str, radius: int) -> torch.Tensor:
     """The OpenCV baseline's output for a batch: (B, 3, H, W) in [-1, 1], on the batch's device."""
     import cv2
@@ -109,6 +235,7 @@ def evaluate(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     backend: str = "eager",
+    overwrite: bool = False,
 ) -> Evaluation:
     """Evaluate ``cfg.method`` on the evaluation split of ``cfg.dataset``; write the reports.
 
@@ -120,6 +247,7 @@ def evaluate(
         echo: where the one-line notes go.
         backend: how the generator runs: ``eager``, ``compiled`` or ``onnxruntime``
             (`ctsdg.backends`).
+        overwrite: replace the results an ``output_path`` already holds (refused otherwise).
 
     Returns:
         The `Evaluation`, with per-image results, the bucket summaries and where the reports
@@ -158,12 +286,18 @@ def evaluate(
             checkpoint_format=weights.format,
             model=weights.model.to_dict(),
         )
+    elif cfg.method == "folder":
+        if not cfg.predictions:
+            raise InputError("config key predictions: method folder needs predictions=DIR")
+        predictions = Predictions(Path(cfg.predictions))
+        used, reason = "correct", "not used: scoring the images in predictions"
+        settings.update(predictions=str(predictions.folder))
     else:
         used, reason = "correct", f"not used by the OpenCV baseline {cfg.method}"
     settings.update(structure=used if generator is not None else None, structure_reason=reason)
     out_dir = Path(cfg.output_path) if cfg.output_path else default_output_dir(cfg, checkpoint)
-    composites = out_dir / "composites" if cfg.output_path else None
-    check_output_dir(composites or out_dir)  # now, not after the whole evaluation
+    folders = prepare_output(out_dir, overwrite) if cfg.output_path else None
+    check_output_dir(out_dir)  # now, not after the whole evaluation
 
     lpips_net = None
     if cfg.lpips_weights:
@@ -173,6 +307,11 @@ def evaluate(
                 "(pretrained_vgg=PATH) beside lpips_weights"
             )
         lpips_net = LPIPS.from_files(cfg.lpips_weights, cfg.pretrained_vgg).to(device)
+    inception = None
+    if cfg.fid_weights:
+        fid_path = resolve_fid_weights(cfg.fid_weights)
+        inception = InceptionFeatures.from_file(fid_path, device, 2 * cfg.test_batch_size)
+        settings.update(fid_weights=str(fid_path), fid_min_images=FID_MIN_IMAGES)
 
     dataset = dataset_from_config(
         cfg,
@@ -196,6 +335,7 @@ def evaluate(
         batch_size=cfg.test_batch_size,
         processes=ctx.world_size,
         lpips=lpips_net is not None,
+        fid=inception is not None,
     )
     what = f"{checkpoint} ({settings['checkpoint_format']})" if checkpoint else "OpenCV"
     echo(
@@ -208,8 +348,11 @@ def evaluate(
         echo(f"structure inputs: '{used}' ({reason})")
     if lpips_net is None:
         echo("LPIPS not reported: set lpips_weights=PATH and pretrained_vgg=PATH to add it")
+    if inception is None:
+        echo("FID, P-IDS, U-IDS not reported: set fid_weights=PATH (or auto) to add them")
 
     results: list[ImageResult] = []
+    features: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index -> (composite, truth)
     start = time.perf_counter()
     # a bar on a terminal only: in a log file it is thousands of carriage returns
     shown = progress and ctx.is_main and sys.stderr.isatty()
@@ -223,15 +366,24 @@ def evaluate(
     with torch.inference_mode(), beat:
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
+            indices = batch.index.tolist()
+            names = [result_name(dataset, i) for i in indices]
             if generator is not None:
                 output = runner(batch.image, batch.mask, batch.gray, batch.edge)
+            elif cfg.method == "folder":
+                output = predictions.read(names, tuple(batch.image.shape[-2:])).to(device)
             else:
                 output = opencv_inpaint(batch, cfg.method, cfg.inpaint_radius)
             comp, scores = score_composites(output, batch.image, batch.mask, lpips_net)
+            comp_u8 = tensor_to_image(comp * 2 - 1)  # the composites as written
+            truth_u8 = tensor_to_image(batch.image)  # the ground truth as evaluated
+            if inception is not None:  # one batched forward for both
+                both = inception(np.concatenate((comp_u8, truth_u8)))
+                for i, index in enumerate(indices):
+                    features[index] = (both[i], both[len(indices) + i])
             columns = {k: v.tolist() for k, v in scores.items()}
             hole_pixels = (batch.mask < 0.5).flatten(1).sum(dim=1).tolist()
             pixels = batch.mask[0].numel()
-            indices = batch.index.tolist()
             for i, index in enumerate(indices):
                 results.append(
                     ImageResult(
@@ -243,19 +395,26 @@ def evaluate(
                         **{k: v[i] for k, v in columns.items()},
                     )
                 )
-            if composites is not None:
-                for index, array in zip(indices, tensor_to_image(comp * 2 - 1), strict=True):
-                    stem = _source_stem(dataset, index)
-                    name = f"{index:06d}_{stem}.png" if stem else f"{index:06d}.png"
-                    atomic_write_bytes(composites / name, _png(array))
+            if folders is not None:
+                holes = ((batch.mask[:, 0] < 0.5).cpu().numpy() * 255).astype(np.uint8)
+                for i, name in enumerate(names):
+                    for folder, array in zip(folders, (comp_u8, truth_u8, holes), strict=True):
+                        atomic_write_bytes(folder / name, _png(array[i]))
             # progress of every rank: each shows its own share
             bar.update(len(indices) * ctx.world_size)
     bar.close()
     settings["seconds"] = time.perf_counter() - start
     results = [r for part in distributed.gather_objects(results, ctx) for r in part]
     results.sort(key=lambda r: r.index)
+    if inception is not None:
+        parts = distributed.gather_objects(features, ctx)
+        features = {k: v for part in parts for k, v in part.items()}
     evaluation = Evaluation(settings, results)
-    summarize_all(evaluation)
+    if inception is not None and ctx.is_main:
+        set_metrics = SetFigures(features)
+        summarize_all(evaluation, set_metrics.fid, set_metrics.ids)
+    else:
+        summarize_all(evaluation)
     if not joined:
         distributed.teardown()
     if ctx.is_main:

@@ -32,7 +32,12 @@ CONVENTIONS = (
     "window (sigma 1.5), K1 0.01, K2 0.03, population covariances, valid region (no padding), "
     "mean over positions and RGB channels (= skimage structural_similarity with "
     "gaussian_weights=True, use_sample_covariance=False, data_range=1). L1: mean absolute "
-    "error over all pixels and channels, in [0,1]. LPIPS: VGG, v0.1 linear layers. Buckets: "
+    "error over all pixels and channels, in [0,1]. LPIPS: VGG, v0.1 linear layers. FID: "
+    "pytorch-fid's convention (TF-graph InceptionV3, 2048-d pool features; uint8 RGB /255, "
+    "bilinear to 299x299, 2x-1; float64 statistics; sqrtm Frechet distance) between a bucket's "
+    "composites (as written, uint8) and its ground truths; marked when under 2048 images. "
+    "P-IDS / U-IDS: LinearSVC(dual=False) on the same features, ground truth 1, composite 0. "
+    "Buckets: "
     "each image by its own hole ratio 1 - mean(mask), ranges (lo, hi]. Bucket figures are "
     "means over their images."
 )
@@ -102,8 +107,17 @@ def bucket_label(bucket: tuple[int, int]) -> str:
     return f"{bucket[0]}-{bucket[1]}%"
 
 
-def summarize(images: Sequence[ImageResult], select: Callable[[ImageResult], bool]) -> dict:
-    """``images`` count and the mean of every metric over the selected images (None if empty)."""
+#: Figures of a whole set of images (FID; P-IDS / U-IDS): the chosen images -> extra fields.
+SetMetric = Callable[[list[ImageResult]], dict[str, Any]]
+
+
+def summarize(
+    images: Sequence[ImageResult],
+    select: Callable[[ImageResult], bool],
+    extra: Sequence[SetMetric] = (),
+) -> dict:
+    """``images`` count and the mean of every metric over the selected images (None if empty),
+    and the fields each of ``extra`` computes from the selected images."""
     chosen = [r for r in images if select(r)]
     summary: dict[str, Any] = {"images": len(chosen)}
     for name in METRICS:
@@ -112,26 +126,32 @@ def summarize(images: Sequence[ImageResult], select: Callable[[ImageResult], boo
             continue
         mean = finite_mean(values)
         summary[name] = None if math.isnan(mean) else mean
+    for metric in extra:
+        summary.update(metric(chosen))
     return summary
 
 
-def summarize_all(evaluation: Evaluation) -> None:
+def summarize_all(
+    evaluation: Evaluation, fid: SetMetric | None = None, ids: SetMetric | None = None
+) -> None:
+    """Fill the bucket summaries; ``fid`` runs for every bucket, ``ids`` for the seed range and
+    all images (`ctsdg.evaluation` passes them when FID weights are given)."""
     images = evaluation.images
-    evaluation.seed_buckets = {
-        bucket_label(b): summarize(images, lambda r, b=b: in_bucket(r, b)) for b in SEED_BUCKETS
-    }
-    evaluation.buckets = {
-        bucket_label(b): summarize(images, lambda r, b=b: in_bucket(r, b)) for b in ALL_BUCKETS
-    }
-    no_hole = summarize(images, lambda r: r.hole_pixels == 0)
+    per_bucket = [fid] if fid else []
+    overall = [m for m in (fid, ids) if m]
+
+    def bucket(b: tuple[int, int], extra: Sequence[SetMetric] = per_bucket) -> dict:
+        return summarize(images, lambda r: in_bucket(r, b), extra)
+
+    evaluation.seed_buckets = {bucket_label(b): bucket(b) for b in SEED_BUCKETS}
+    evaluation.buckets = {bucket_label(b): bucket(b) for b in ALL_BUCKETS}
+    no_hole = summarize(images, lambda r: r.hole_pixels == 0, per_bucket)
     if no_hole["images"]:
         evaluation.buckets = {"0% (no hole)": no_hole, **evaluation.buckets}
-    evaluation.dropped = {
-        bucket_label(DROPPED_BUCKET): summarize(images, lambda r: in_bucket(r, DROPPED_BUCKET))
-    }
+    evaluation.dropped = {bucket_label(DROPPED_BUCKET): bucket(DROPPED_BUCKET)}
     evaluation.overall = {
-        bucket_label((0, 60)) + " (seed range)": summarize(images, lambda r: in_bucket(r, (0, 60))),
-        "all": summarize(images, lambda r: True),
+        bucket_label((0, 60)) + " (seed range)": bucket((0, 60), overall),
+        "all": summarize(images, lambda r: True, overall),
     }
 
 
@@ -152,9 +172,20 @@ def seed_block(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
+#: The mark of a FID over fewer images than `ctsdg.fid.FID_MIN_IMAGES`, and its footnote.
+FEW_IMAGES_MARK = "*"
+FEW_IMAGES_NOTE = (
+    "* FID over fewer than 2048 images (the feature dimension): the covariance is "
+    "rank-deficient and the figure is biased upwards; compare it only with FIDs over as many "
+    "images"
+)
+
+
 def _table_rows(evaluation: Evaluation) -> tuple[list[str], list[list[str]]]:
     has_lpips = any(r.lpips is not None for r in evaluation.images)
+    has_fid = bool(evaluation.settings.get("fid"))
     header = ["hole ratio", "images", "PSNR", "SSIM", "L1"] + (["LPIPS"] if has_lpips else [])
+    header += ["FID", "P-IDS", "U-IDS"] if has_fid else []
     rows = []
     groups = [
         *evaluation.buckets.items(),
@@ -166,6 +197,10 @@ def _table_rows(evaluation: Evaluation) -> tuple[list[str], list[list[str]]]:
         row += [_fmt(s["psnr"], ".2f"), _fmt(s["ssim"], ".4f"), _fmt(s["l1"], ".5f")]
         if has_lpips:
             row.append(_fmt(s.get("lpips"), ".4f"))
+        if has_fid:
+            mark = "" if s.get("fid_reliable", True) or s.get("fid") is None else FEW_IMAGES_MARK
+            row.append(_fmt(s.get("fid"), ".2f") + mark)
+            row += [_fmt(s.get("p_ids"), ".4f"), _fmt(s.get("u_ids"), ".4f")]
         rows.append(row)
     return header, rows
 
@@ -186,7 +221,13 @@ def full_table(evaluation: Evaluation) -> str:
         lines.append("  ".join(cells).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    if _marked(rows):
+        lines.append(FEW_IMAGES_NOTE)
     return "\n".join(lines)
+
+
+def _marked(rows: list[list[str]]) -> bool:
+    return any(cell.endswith(FEW_IMAGES_MARK) for row in rows for cell in row)
 
 
 def markdown_report(evaluation: Evaluation) -> str:
@@ -206,8 +247,7 @@ def markdown_report(evaluation: Evaluation) -> str:
             f"- device {s['device']}, precision {s['precision']}, batch {s['batch_size']}, "
             f"{s['seconds']:.1f} s",
             f"- conventions: {CONVENTIONS}",
-            "- not reported: FID (needs Inception weights; out of scope)"
-            + ("" if s["lpips"] else "; LPIPS (no lpips_weights / pretrained_vgg given)"),
+            *_not_reported(s),
             "",
             "Seed's groups (the MindSpore port's printout, per-image buckets):",
             "",
@@ -216,9 +256,17 @@ def markdown_report(evaluation: Evaluation) -> str:
             "```",
             "",
             *table,
+            *(["", FEW_IMAGES_NOTE] if _marked(rows) else []),
             "",
         ]
     )
+
+
+def _not_reported(settings: dict[str, Any]) -> list[str]:
+    missing = [] if settings["lpips"] else ["LPIPS (no lpips_weights / pretrained_vgg given)"]
+    if not settings.get("fid"):
+        missing.append("FID, P-IDS, U-IDS (no fid_weights given)")
+    return [f"- not reported: {'; '.join(missing)}"] if missing else []
 
 
 # --------------------------------------------------------------------------- writing

@@ -142,7 +142,8 @@ def test_workers_and_bf16_give_the_same_figures(
 
 def test_telea_and_ns_give_plausible_figures(tmp_path: Path) -> None:
     for method in ("telea", "ns"):
-        cfg = config(method=method, eval_limit=14, test_batch_size=7, output_path=str(tmp_path))
+        out = str(tmp_path / method)  # a folder that holds results is refused
+        cfg = config(method=method, eval_limit=14, test_batch_size=7, output_path=out)
         evaluation = quiet_eval(cfg)
         buckets = evaluation.buckets
         assert all(math.isfinite(r.psnr) and 0 < r.ssim <= 1 for r in evaluation.images)
@@ -233,7 +234,8 @@ def test_cli_prints_seed_block_and_respects_structure_sources(
         "40-60%",
     ]
     assert "60-100% (dropped by the port)" in out
-    assert main(["eval", "--config", str(cfg), "structure=correct", "--no-progress"]) == 0
+    again = ["eval", "--config", str(cfg), "structure=correct", "--no-progress", "--overwrite"]
+    assert main(again) == 0
     assert "structure inputs: 'correct' (set explicitly)" in capsys.readouterr().out
 
 

@@ -1,4 +1,4 @@
-"""Benchmarks behind ``ctsdg bench TARGET``: model, data, train, infer, serve.
+"""Benchmarks behind ``ctsdg bench TARGET``: model, data, train, infer, serve, eval.
 
 This module only declares the command-line options (it imports nothing heavy); each target's
 module does the measuring and printing in its ``run(args)``.
@@ -102,6 +102,15 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
+def _add_eval(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", type=int, default=16, help="demo images evaluated")
+    parser.add_argument("--size", type=int, default=256, help="image side")
+    parser.add_argument("--batch", type=int, default=8, help="test_batch_size")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of both; minimum kept")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 # target -> (help, option declarer, module with run(args))
 TARGETS = {
     "model": (
@@ -118,6 +127,8 @@ TARGETS = {
               "ctsdg.benchmarks.infer"),
     "serve": ("ctsdg serve under N concurrent clients: requests/s, p50/p95 ms, errors, server "
               "RSS, beside the generator's batch1_ms", _add_serve, "ctsdg.benchmarks.serve"),
+    "eval": ("ctsdg eval with and without LPIPS + FID, interleaved: seconds and their ratio",
+             _add_eval, "ctsdg.benchmarks.evaluation"),
 }  # fmt: skip
 
 

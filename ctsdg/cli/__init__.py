@@ -2,7 +2,7 @@
 
 Each subcommand has an ``_add_<name>`` function that declares its arguments and a ``_run_<name>``
 function that does the work, grouped by what they are for: `ctsdg.cli.training` (masks, train,
-demo), `ctsdg.cli.evaluation` (eval, bench), `ctsdg.cli.inference` (convert, inpaint, export,
+demo), `ctsdg.cli.evaluation` (eval, fid, bench), `ctsdg.cli.inference` (convert, inpaint, export,
 serve). Options that several commands share are declared once, in `ctsdg.cli.options`; defaults
 are shown by the help formatter. Errors are printed in one place, `main`: a `CommandError`
 carries its own exit status. Heavy imports (torch, the models, data) happen inside the run

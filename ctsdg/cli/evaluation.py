@@ -1,4 +1,5 @@
-"""``ctsdg eval`` and ``ctsdg bench``: measuring models, as papers report and for speed."""
+"""``ctsdg eval``, ``ctsdg fid`` and ``ctsdg bench``: measuring models, as papers report and
+for speed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from ctsdg.cli.options import (
     Subparsers,
     config_from_args,
     config_options,
+    overwrite_options,
+    positive,
     progress_options,
     runtime_options,
     runtime_overrides,
@@ -24,7 +27,7 @@ def _add_bench(sub: Subparsers) -> None:
         sub,
         "bench",
         benchmarks.run,
-        help="benchmarks: model, data, train, infer, serve (minimum of several runs; --json)",
+        help="benchmarks: model, data, train, infer, serve, eval (minimum of several runs; --json)",
         description="Speed measurements; each target prints a line, or JSON with --json.",
     )
     benchmarks.add_subcommands(parser)
@@ -50,8 +53,40 @@ def _add_eval(sub: Subparsers) -> None:
             ),
             progress_options(),
             runtime_options(config_keys=True),
+            overwrite_options("the results an output_path already holds"),
         ],
     )
+
+
+def _add_fid(sub: Subparsers) -> None:
+    parser = subcommand(
+        sub,
+        "fid",
+        _run_fid,
+        help="FID between two folders of images or .npz statistics (pytorch-fid's convention)",
+        description=(
+            "FID as pytorch-fid computes it: InceptionV3 (the TF 2015-12-05 graph), images "
+            "bilinearly resized to 299x299, float64 statistics, the sqrtm Frechet distance. Each "
+            "PATH is a folder of images (searched recursively) or an .npz of mu and sigma. With "
+            "--save-stats DIR OUT.npz, writes DIR's statistics instead."
+        ),
+        parents=[progress_options()],
+    )
+    parser.add_argument("paths", nargs=2, metavar="PATH", help="two folders or .npz files")
+    parser.add_argument(
+        "--save-stats", action="store_true", help="write PATH1's statistics to PATH2 (.npz)"
+    )
+    parser.add_argument(
+        "--weights",
+        default="auto",
+        metavar="FILE|auto",
+        help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (or torch-fidelity's "
+        "weights-inception-2015-12-05-6726825d.pth); auto: the standard file in torch.hub's cache",
+    )
+    parser.add_argument("--batch-size", type=positive(int), default=50, help="images per forward")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--json", action="store_true", help="one JSON object: fid, image counts")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT.npz")
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -78,7 +113,11 @@ def _run_eval(args: argparse.Namespace) -> int:
         )
     try:
         result = evaluate(
-            config, structure=explicit, progress=not args.no_progress, backend=args.backend
+            config,
+            structure=explicit,
+            progress=not args.no_progress,
+            backend=args.backend,
+            overwrite=args.overwrite,
         )
     except ReportWriteError as err:  # the figures first, then the one-line error
         print(seed_block(err.evaluation))
@@ -94,5 +133,42 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_fid(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ctsdg.fid import (
+        InceptionFeatures,
+        fid_of,
+        folder_statistics,
+        resolve_fid_weights,
+        write_stats,
+    )
+    from ctsdg.runtime import resolve_device
+
+    first, second = (Path(p) for p in args.paths)
+    progress = not args.no_progress
+
+    def extractor() -> InceptionFeatures:  # built only when a folder needs it
+        weights = resolve_fid_weights(args.weights)
+        return InceptionFeatures.from_file(weights, resolve_device(args.device), args.batch_size)
+
+    if args.save_stats:
+        if second.suffix.lower() != ".npz":
+            raise InputError(f"{second}: --save-stats writes an .npz file; name it OUT.npz")
+        if second.exists() and not args.overwrite:
+            raise InputError(f"{second} exists; pass --overwrite to replace it")
+        stats = folder_statistics(first, extractor(), progress=progress)
+        write_stats(second, stats, overwrite=args.overwrite)
+        print(f"wrote {second} ({stats.images} images)")
+        return 0
+    value, stats = fid_of((first, second), extractor, progress=progress)
+    if args.json:
+        print(json.dumps({"fid": value, "images": [s.images for s in stats]}))
+    else:
+        print(f"FID: {value}")
+    return 0
+
+
 #: Registered by `ctsdg.cli.main`, in this order.
-COMMANDS: list[Callable[[Subparsers], None]] = [_add_eval, _add_bench]
+COMMANDS: list[Callable[[Subparsers], None]] = [_add_eval, _add_fid, _add_bench]
