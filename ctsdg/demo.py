@@ -80,7 +80,10 @@ def run_demo(
         # evaluate's own progress lines cover its loop; this one the loading around it
         with Heartbeat(lambda m=method, t=t0: f"evaluating {m}: {time.perf_counter() - t:.0f} s"):
             evaluations[method] = evaluate(
-                cfg, progress=progress, echo=lambda _: None, overwrite=overwrite
+                cfg,
+                progress=progress,
+                echo=lambda _: None,
+                overwrite=True,  # the demo's own folder
             )
         times[f"evaluation ({method})"] = time.perf_counter() - t0
 

@@ -127,7 +127,14 @@ def test_plain_bench_lists_its_targets(monkeypatch, capsys) -> None:
     monkeypatch.setattr(infer, "run", lambda args: pytest.fail("plain bench started a sweep"))
     assert main(["bench"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines[1:-1]] == ["model", "data", "train", "infer", "serve"]
+    assert [line.split()[0] for line in lines[1:-1]] == [
+        "model",
+        "data",
+        "train",
+        "infer",
+        "serve",
+        "eval",
+    ]
     assert "ctsdg bench TARGET --help" in lines[-1]
 
 

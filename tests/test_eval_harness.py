@@ -20,6 +20,12 @@ from tests.fid_weights import calibrated_weights
 SMALL = {"dataset": "demo", "image_load_size": [128, 128], "num_parallel_workers": 0}
 
 
+@pytest.fixture(autouse=True)
+def _in_a_scratch_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """eval without output_path reports to ./eval/: never into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def quiet_eval(overwrite: bool = False, **overrides) -> Evaluation:
     cfg = load_config(overrides={**SMALL, **overrides})
     return evaluate(cfg, progress=False, echo=lambda _: None, overwrite=overwrite)

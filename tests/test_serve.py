@@ -794,5 +794,7 @@ def test_real_server_stops_promptly_on_sigterm_with_an_upload_half_sent(weights_
         assert answer.startswith(b"HTTP/1.1 503") and b"server shutting down" in answer, answer
         assert idle.recv(65536) == b""  # closed, not answered
         assert answered < 1.5 and ended is not None and ended < 5, (answered, ended)
-        assert proc.returncode == -signal.SIGTERM
+        assert (
+            proc.returncode == 128 + signal.SIGTERM
+        )  # the CLI's Terminated: 143, as a shell shows it
         assert "Traceback" not in proc.stderr.read()
