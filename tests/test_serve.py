@@ -404,18 +404,7 @@ def test_real_server_prints_url_warns_on_all_interfaces_and_stops_on_sigterm(wei
     """The command as a user runs it: uvicorn, a port, the log, SIGTERM."""
     import urllib.request
 
-    command = [sys.executable, "-m", "ctsdg", "serve", "--checkpoint", str(weights_file),
-               "--host", "0.0.0.0", "--port", "0", "--size", str(SIZE)]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = None
-        deadline = time.monotonic() + 120
-        while url is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
-            match = re.search(r"open (http://\S+) in a browser", line)
-            url = match[1] if match else None
-        assert url is not None
+    with real_server(weights_file, "--host", "0.0.0.0") as (proc, url, _):
         with urllib.request.urlopen(url + "api/v1/health", timeout=30) as response:
             assert response.read() == b'{"status":"ok"}'
         proc.send_signal(signal.SIGTERM)
@@ -424,9 +413,6 @@ def test_real_server_prints_url_warns_on_all_interfaces_and_stops_on_sigterm(wei
         assert "warning: --host 0.0.0.0" in err and "--token" in err
         assert re.search(r"GET /api/v1/health 200 \d+ ms", err)
         assert "stopping" in err and "Traceback" not in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 @pytest.mark.slow
