@@ -263,17 +263,32 @@ def path_statistics(
     path: Path, extractor: Callable[[], InceptionFeatures], *, progress: bool = True
 ) -> Statistics:
     """A folder's statistics (the network built on first need) or an .npz file's."""
-    if path.is_file() and path.suffix.lower() == ".npz":
+    if _is_stats_file(path):
         return read_stats(path)
+    check_path(path)
+    return folder_statistics(path, extractor(), progress=progress)
+
+
+def _is_stats_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() == ".npz"
+
+
+def check_path(path: Path) -> None:
+    """InputError unless ``path`` is an .npz file or a folder holding images (checked before
+    any network is loaded or any weights are fetched)."""
+    if _is_stats_file(path):
+        return
     if not path.exists():
         raise InputError(f"{path}: not found (expected a folder of images or an .npz)")
-    folder_images(path)  # a folder without images fails before the network is loaded
-    return folder_statistics(path, extractor(), progress=progress)
+    folder_images(path)
 
 
 def fid_of(
     paths: Iterable[Path], extractor: Callable[[], InceptionFeatures], *, progress: bool = True
 ) -> tuple[float, list[Statistics]]:
     """FID between two paths (folders or .npz), and both sides' statistics."""
+    paths = list(paths)
+    for path in paths:  # both sides' inputs before either side's work
+        check_path(path)
     stats = [path_statistics(p, extractor, progress=progress) for p in paths]
     return frechet_distance(stats[0], stats[1]), stats

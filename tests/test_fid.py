@@ -330,3 +330,17 @@ def test_cli_one_line_errors(tmp_path: Path, plain_weights: Path, capsys) -> Non
     torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, vgg)
     assert main(["fid", str(one), str(stats), "--weights", str(vgg)]) == 2
     assert "vgg.pth: not the FID Inception network" in capsys.readouterr().err
+
+
+def test_both_paths_are_checked_before_weights_are_fetched(tmp_path: Path, monkeypatch, capsys):
+    import ctsdg.weights
+
+    monkeypatch.setattr(ctsdg.weights, "fetch", lambda *a, **k: pytest.fail("fetched weights"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache: auto would fetch
+    photos, empty = tmp_path / "photos", tmp_path / "empty"
+    write_folder(photos, crops(2, seed=4, size=(32, 32)))
+    empty.mkdir()
+    for argv in (["fid", str(photos), str(empty)], ["fid", "--save-stats", str(empty), "o.npz"]):
+        assert main([*argv, "--weights", "auto"]) == 2
+        err = capsys.readouterr().err
+        assert f"{empty}: no images (" in err and err.count("\n") == 1, err

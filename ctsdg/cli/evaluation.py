@@ -139,6 +139,7 @@ def _run_fid(args: argparse.Namespace) -> int:
 
     from ctsdg.fid import (
         InceptionFeatures,
+        check_path,
         fid_of,
         folder_statistics,
         resolve_fid_weights,
@@ -158,6 +159,7 @@ def _run_fid(args: argparse.Namespace) -> int:
             raise InputError(f"{second}: --save-stats writes an .npz file; name it OUT.npz")
         if second.exists() and not args.overwrite:
             raise InputError(f"{second} exists; pass --overwrite to replace it")
+        check_path(first)
         stats = folder_statistics(first, extractor(), progress=progress)
         write_stats(second, stats, overwrite=args.overwrite)
         print(f"wrote {second} ({stats.images} images)")
