@@ -10,9 +10,19 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
+# pip is silent for most of a minute while it unpacks PyTorch: a line every 20 s says it is still
+# at work (with output redirected, make demo never goes 30 s without a line; issue 19).
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@echo "installing ctsdg and its dependencies into $(VENV) (PyTorch pinned by constraints.txt; about a minute)"
+	@$(PIP_INSTALL) & pid=$$!; n=0; \
+	while kill -0 $$pid 2>/dev/null; do \
+		sleep 1; n=$$((n + 1)); \
+		if [ $$((n % 20)) -eq 0 ] && kill -0 $$pid 2>/dev/null; then echo "  still installing ($$n s)"; fi; \
+	done; \
+	wait $$pid
 	touch $(STAMP)
 
 demo: $(STAMP)
