@@ -16,12 +16,12 @@ from ctsdg.checkpoints import ModelConfig, save_weights
 from ctsdg.models import Generator
 
 
-def tiny_weights(path: Path, image_size: int | None = None) -> Path:
-    """A width-8 generator's weights file (seed 0), ``authors`` structure inputs."""
+def tiny_weights(path: Path, image_size: int | None = None, structure: str = "authors") -> Path:
+    """A width-8 generator's weights file (seed 0), ``structure`` inputs (default ``authors``)."""
     torch.manual_seed(0)
     state = Generator(width=8).state_dict()
     return save_weights(
-        path, model=ModelConfig(8), structure="authors", generator=state, image_size=image_size
+        path, model=ModelConfig(8), structure=structure, generator=state, image_size=image_size
     )
 
 

@@ -21,11 +21,10 @@ import torch
 from PIL import Image
 from starlette.testclient import TestClient
 
-from ctsdg.checkpoints import ModelConfig, save_weights
 from ctsdg.cli import main
 from ctsdg.inference import Inpainter
-from ctsdg.models import Generator
 from ctsdg.serve import Limits, create_app
+from tests.inpainting import tiny_weights
 
 SEED = 20
 MUTATIONS = 9  # per source file; 26 sources -> 234 mutated files
@@ -112,10 +111,9 @@ def identity_model(monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("fuzz-ckpt") / "tiny.safetensors"
-    state = Generator(width=8).state_dict()
-    return save_weights(path, model=ModelConfig(8), structure="correct", generator=state)
+    return tiny_weights(
+        tmp_path_factory.mktemp("fuzz-ckpt") / "tiny.safetensors", structure="correct"
+    )
 
 
 def good_pair() -> tuple[bytes, bytes]:

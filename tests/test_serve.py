@@ -22,17 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import data
 from starlette.testclient import TestClient
 
-from ctsdg.checkpoints import ModelConfig, save_weights
 from ctsdg.cli import main
 from ctsdg.errors import InputError
 from ctsdg.inference import Inpainter
-from ctsdg.models import Generator
 from ctsdg.serve import Limits, create_app
+from tests.inpainting import tiny_weights
 
 SIZE = 128  # the model's square (a width-8 generator): fast, and the API does not care
 INPAINT = "/api/v1/inpaint"
@@ -40,10 +38,7 @@ INPAINT = "/api/v1/inpaint"
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    state = Generator(width=8).state_dict()
-    return save_weights(path, model=ModelConfig(8), structure="correct", generator=state)
+    return tiny_weights(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", structure="correct")
 
 
 @pytest.fixture(scope="module")
