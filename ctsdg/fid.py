@@ -28,7 +28,6 @@ import io
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,13 @@ from torch import Tensor
 from ctsdg.data.images import DECODE_ERRORS, IMAGE_EXTENSIONS, list_images
 from ctsdg.errors import InputError
 from ctsdg.fileio import atomic_write_bytes
-from ctsdg.models.inception import FEATURES, INPUT_SIZE, FIDInception, load_fid_inception
+from ctsdg.models.inception import (
+    FEATURES,
+    INPUT_SIZE,
+    FIDInception,
+    fold_batch_norm,
+    load_fid_inception,
+)
 
 #: What ``ctsdg fid`` reads from a folder (pytorch-fid's list: bmp jpg jpeg pgm png ppm tif tiff
 #: webp), found recursively, hidden files skipped.
@@ -74,14 +79,15 @@ def unit_input(images: Tensor) -> Tensor:
 class InceptionFeatures:
     """Batched 2048-d features of uint8 RGB images: ``features(images) -> (B, 2048) float64``.
 
-    On CPU the network runs channels-last (oneDNN's blocked kernels; docs/benchmarks.md has the
-    gain); the features are the same to float rounding (the tests compare them with a plain
-    NCHW forward written apart).
+    The network is taken over: its BatchNorms are folded into the convolutions in place
+    (`fold_batch_norm`), and on CPU it runs channels-last (oneDNN's blocked kernels;
+    docs/benchmarks.md has the gains). The features are the same to float rounding (the tests
+    compare them with a plain NCHW forward written apart).
     """
 
     def __init__(self, network: FIDInception, device: torch.device, batch_size: int = 50):
         self.format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
-        self.network = network.to(device, memory_format=self.format)
+        self.network = fold_batch_norm(network).to(device, memory_format=self.format)
         self.device = device
         self.batch_size = batch_size
 
@@ -107,16 +113,41 @@ class InceptionFeatures:
         return self.network(x).double().cpu().numpy()
 
 
-@dataclass
 class Statistics:
-    """Mean and covariance of Inception features (float64); ``centered`` (N, 2048) features
-    minus the mean when they were computed here (not read from a file)."""
+    """Mean and covariance of Inception features (float64).
 
-    mu: np.ndarray
-    sigma: np.ndarray
-    images: int | None
-    source: str
-    centered: np.ndarray | None = None
+    Built from a file (``sigma`` given) or from features (``centered``: the (N, 2048) features
+    minus the mean), in which case the covariance is computed on first use: the Fréchet
+    distance of a small set needs only its trace (see `frechet_distance`), and an evaluation
+    has a set per hole-ratio bucket.
+    """
+
+    def __init__(
+        self,
+        mu: np.ndarray,
+        sigma: np.ndarray | None,
+        images: int | None,
+        source: str,
+        centered: np.ndarray | None = None,
+    ) -> None:
+        if sigma is None and centered is None:
+            raise ValueError("Statistics needs sigma or the centred features")
+        self.mu, self._sigma, self.images, self.source = mu, sigma, images, source
+        self.centered = centered
+
+    @property
+    def sigma(self) -> np.ndarray:
+        if self._sigma is None:
+            a = self.centered
+            self._sigma = a.T @ a / (a.shape[0] - 1)  # = np.cov(features, rowvar=False)
+        return self._sigma
+
+    def trace(self) -> float:
+        """tr(sigma), without forming sigma when the features are at hand."""
+        if self._sigma is None:
+            a = self.centered
+            return float(np.einsum("ij,ij->", a, a) / (a.shape[0] - 1))
+        return float(np.trace(self._sigma))
 
 
 def statistics(features: np.ndarray, source: str) -> Statistics:
@@ -129,9 +160,7 @@ def statistics(features: np.ndarray, source: str) -> Statistics:
             "covariance"
         )
     mu = features.mean(axis=0)
-    centered = features - mu
-    sigma = centered.T @ centered / (count - 1)  # = np.cov(features, rowvar=False)
-    return Statistics(mu, sigma, count, source, centered)
+    return Statistics(mu, None, count, source, features - mu)
 
 
 def _trace_sqrtm(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
@@ -161,7 +190,7 @@ def _trace_sqrt_low_rank(a: np.ndarray, b: np.ndarray, n_a: int, n_b: int) -> fl
 
 def frechet_distance(a: Statistics, b: Statistics) -> float:
     """The Fréchet distance between two feature Gaussians (see the module docstring)."""
-    if a.mu.shape != b.mu.shape or a.sigma.shape != b.sigma.shape:
+    if a.mu.shape != b.mu.shape:
         raise InputError(
             f"FID: {a.source} and {b.source} hold statistics of different sizes "
             f"({a.mu.shape[0]} and {b.mu.shape[0]} features)"
@@ -172,7 +201,7 @@ def frechet_distance(a: Statistics, b: Statistics) -> float:
         trace = _trace_sqrt_low_rank(a.centered, b.centered, a.images, b.images)
     else:
         trace = _trace_sqrtm(a.sigma, b.sigma)
-    return float(diff @ diff + np.trace(a.sigma) + np.trace(b.sigma) - 2 * trace)
+    return float(diff @ diff + a.trace() + b.trace() - 2 * trace)
 
 
 # --------------------------------------------------------------------------- files

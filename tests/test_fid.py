@@ -27,7 +27,7 @@ from ctsdg.fid import (
     write_stats,
 )
 from ctsdg.ids import inception_discriminative_scores
-from ctsdg.models.inception import load_fid_inception
+from ctsdg.models.inception import fold_batch_norm, load_fid_inception
 from tests.fid_weights import calibrated_weights, crops, write_folder
 
 # --------------------------------------------------------------------------- the reference
@@ -207,7 +207,10 @@ def test_distance_paths_agree_with_the_eigen_reference(n: int) -> None:
     low_rank = frechet_distance(stats_of(a, True), stats_of(b, True))
     assert sqrtm_path == pytest.approx(expected, rel=1e-6)
     assert low_rank == pytest.approx(expected, rel=1e-6)
-    np.testing.assert_allclose(stats_of(a, True).sigma, np.cov(a, rowvar=False), rtol=1e-10)
+    lazy = stats_of(a, True)
+    assert lazy.trace() == pytest.approx(np.trace(np.cov(a, rowvar=False)), rel=1e-12)
+    np.testing.assert_allclose(lazy.sigma, np.cov(a, rowvar=False), rtol=1e-10)
+    assert lazy.trace() == pytest.approx(np.trace(lazy.sigma), rel=1e-12)
     assert frechet_distance(stats_of(a, True), stats_of(a, True)) == pytest.approx(0, abs=1e-8)
 
 
@@ -250,7 +253,11 @@ def test_weights_of_another_network_are_refused(tmp_path: Path, plain_weights: P
     state = torch.load(plain_weights, weights_only=True)
     no_tracking = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     torch.save(no_tracking, tmp_path / "plain.pth")
-    load_fid_inception(tmp_path / "plain.pth")  # without num_batches_tracked: fine
+    loaded = load_fid_inception(tmp_path / "plain.pth").state_dict()  # no counters: fine
+    assert loaded.keys() == state.keys()  # built uninitialised: every tensor from the file
+    for key, value in state.items():
+        expected = torch.zeros_like(value) if key.endswith("num_batches_tracked") else value
+        torch.testing.assert_close(loaded[key], expected, rtol=0, atol=0, msg=key)
     torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, tmp_path / "vgg.pth")
     with pytest.raises(InputError, match=r"vgg.pth: not the FID Inception network .*missing"):
         load_fid_inception(tmp_path / "vgg.pth")
@@ -258,6 +265,17 @@ def test_weights_of_another_network_are_refused(tmp_path: Path, plain_weights: P
     torch.save(wrong, tmp_path / "imagenet.pth")
     with pytest.raises(InputError, match=r"imagenet.pth: .*fc.weight has shape \(1000, 2048\)"):
         load_fid_inception(tmp_path / "imagenet.pth")
+
+
+def test_folding_batch_norm_keeps_the_features(weights: Path) -> None:
+    x = torch.rand(2, 3, 299, 299) * 2 - 1
+    with torch.no_grad():
+        expected = load_fid_inception(weights)(x)
+        folded = fold_batch_norm(load_fid_inception(weights))
+        got = folded(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert expected.std() > 0.05
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow

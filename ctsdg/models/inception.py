@@ -23,9 +23,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from ctsdg.errors import InputError
 from ctsdg.fileio import read_state_dict
+from ctsdg.models.init import uninitialised
 
 FEATURES = 2048
 INPUT_SIZE = 299
@@ -218,8 +220,12 @@ def load_fid_inception(path: str | Path) -> FIDInception:
     """The FID Inception filled from ``path`` (see the module docstring); InputError when the
     file is missing, unreadable or holds another network's weights (naming the file)."""
     state = read_state_dict(path, f"FID Inception weights ({FILE_NAMES})")
-    model = FIDInception()
-    counters = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
+    model = uninitialised(FIDInception)  # every tensor is filled below
+    counters = {
+        k: torch.zeros((), dtype=torch.long)
+        for k in model.state_dict()
+        if k.endswith("num_batches_tracked")
+    }
     wanted = {k: v for k, v in model.state_dict().items() if k not in counters}
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
@@ -240,3 +246,24 @@ def load_fid_inception(path: str | Path) -> FIDInception:
             )
     model.load_state_dict({**counters, **{k: v.float() for k, v in state.items()}})
     return model
+
+
+def fold_batch_norm(network: FIDInception) -> FIDInception:
+    """``network``, changed in place for inference: each BatchNorm folded into the convolution
+    before it (weights scaled, a bias added) and replaced by an identity. One pass over every
+    feature map fewer, about 10 % off a CPU forward; the same features to float rounding. The
+    state dict no longer has the file's layout."""
+    for module in network.modules():
+        if isinstance(module, BasicConv2d) and isinstance(module.bn, nn.BatchNorm2d):
+            bn = module.bn
+            module.conv.weight, module.conv.bias = fuse_conv_bn_weights(
+                module.conv.weight,
+                None,
+                bn.running_mean,
+                bn.running_var,
+                bn.eps,
+                bn.weight,
+                bn.bias,
+            )
+            module.bn = nn.Identity()
+    return network.requires_grad_(False)
