@@ -241,12 +241,19 @@ def check_tensors(state: Any, path: Path, what: str) -> dict[str, torch.Tensor]:
                 f"{shown(value)}, not a tensor"
             )
     for name, value in state.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        if value.is_floating_point() and value.numel() and not _finite(value):
             raise InputError(
                 f"{path}: {what} weight {name} holds NaN or infinite values; the file is "
                 "damaged or the training diverged"
             )
     return state
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    # NaN propagates into the minimum and maximum, and an infinity is one of them: one pass,
+    # without the boolean copy torch.isfinite makes (a tenth of the time on the generator).
+    low, high = torch.aminmax(tensor)
+    return bool(torch.isfinite(low) & torch.isfinite(high))
 
 
 def read_state_dict(path: str | os.PathLike[str], what: str) -> dict[str, torch.Tensor]:

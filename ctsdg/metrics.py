@@ -30,7 +30,6 @@ from torch import Tensor, nn
 
 from ctsdg.errors import InputError
 from ctsdg.fileio import read_state_dict
-from ctsdg.models.init import uninitialised
 from ctsdg.models.vgg import load_vgg16_features, vgg16_features
 from ctsdg.weights import resolve
 
@@ -175,7 +174,7 @@ class LPIPS(nn.Module):
 
         Either path may be ``auto``: the standard file, fetched on first use (`ctsdg.weights`).
         """
-        model = uninitialised(cls)  # every tensor is filled below
+        model = cls()
         load_vgg16_features(model.features, vgg_path)
         linear_path = resolve("lpips_vgg", str(linear_path))
         lin = read_state_dict(

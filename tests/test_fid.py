@@ -254,7 +254,7 @@ def test_weights_of_another_network_are_refused(tmp_path: Path, plain_weights: P
     no_tracking = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     torch.save(no_tracking, tmp_path / "plain.pth")
     loaded = load_fid_inception(tmp_path / "plain.pth").state_dict()  # no counters: fine
-    assert loaded.keys() == state.keys()  # built uninitialised: every tensor from the file
+    assert loaded.keys() == state.keys()  # every tensor from the file
     for key, value in state.items():
         expected = torch.zeros_like(value) if key.endswith("num_batches_tracked") else value
         torch.testing.assert_close(loaded[key], expected, rtol=0, atol=0, msg=key)

@@ -27,7 +27,6 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from ctsdg.errors import InputError
 from ctsdg.fileio import read_state_dict
-from ctsdg.models.init import uninitialised
 
 FEATURES = 2048
 INPUT_SIZE = 299
@@ -220,12 +219,8 @@ def load_fid_inception(path: str | Path) -> FIDInception:
     """The FID Inception filled from ``path`` (see the module docstring); InputError when the
     file is missing, unreadable or holds another network's weights (naming the file)."""
     state = read_state_dict(path, f"FID Inception weights ({FILE_NAMES})")
-    model = uninitialised(FIDInception)  # every tensor is filled below
-    counters = {
-        k: torch.zeros((), dtype=torch.long)
-        for k in model.state_dict()
-        if k.endswith("num_batches_tracked")
-    }
+    model = FIDInception()
+    counters = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
     wanted = {k: v for k, v in model.state_dict().items() if k not in counters}
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}

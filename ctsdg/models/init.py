@@ -1,17 +1,10 @@
-"""Weight initialisation of the authors' code (N(0, 0.02) convolutions, N(1, 0.02) BatchNorm),
-and `uninitialised` for networks whose weights all come from a file."""
+"""Weight initialisation of the authors' code: N(0, 0.02) convolutions, N(1, 0.02) BatchNorm."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
-import torch
 from torch import nn
 
 from ctsdg.models.pconv import PartialConv2d
-
-M = TypeVar("M", bound=nn.Module)
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -29,15 +22,3 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
-
-
-def uninitialised(build: Callable[[], M], device: str | torch.device = "cpu") -> M:
-    """``build()``'s module with its tensors allocated on ``device`` but not initialised.
-
-    For networks whose every parameter and buffer is about to be overwritten from a file (the
-    frozen metric networks): their random initialisation is skipped (a quarter of a second for
-    the FID Inception on the project's CPU). The values are arbitrary until loaded.
-    """
-    with torch.device("meta"):
-        module = build()
-    return module.to_empty(device=device)
