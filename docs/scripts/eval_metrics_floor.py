@@ -17,8 +17,6 @@ layer's rate and charges the metrics nothing else, while eval without them costs
 generator.
 """
 
-import time
-
 import torch
 from torch import nn
 
@@ -27,19 +25,15 @@ from ctsdg.fid import InceptionFeatures
 from ctsdg.metrics import LPIPS
 from ctsdg.models import Generator
 from ctsdg.models.inception import INPUT_SIZE, FIDInception
+from ctsdg.runtime import time_min
 
 torch.set_grad_enabled(False)
 torch.manual_seed(0)
+CPU = torch.device("cpu")
 
 
-def fastest(run, rounds: int = 5) -> float:
-    run()
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
+def fastest(run) -> float:
+    return time_min(run, CPU, repeats=5) / 1000  # seconds, minimum of 5 after a warm-up
 
 
 def conv_macs(network: nn.Module, *inputs: torch.Tensor) -> int:

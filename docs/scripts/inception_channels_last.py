@@ -7,9 +7,8 @@ minimum seconds per image of each over 3 rounds (16 random images at 299 x 299, 
 BatchNorm statistics randomised) and the largest difference of each from the NCHW features.
 """
 
-import time
-
 import torch
+from timing import interleaved
 
 from ctsdg.models.inception import FIDInception, fold_batch_norm
 
@@ -33,14 +32,8 @@ runs = {
     "channels_last": lambda: nhwc(last),
     "folded": lambda: folded(last),
 }
-seconds = {name: [] for name in runs}
-features = {}
-for _ in range(3):
-    for name, run in runs.items():
-        start = time.perf_counter()
-        features[name] = run()
-        seconds[name].append(time.perf_counter() - start)
-print({k: round(min(v) / len(x), 4) for k, v in seconds.items()}, "s per image")
+seconds, features = interleaved(runs)
+print({k: round(v / len(x), 4) for k, v in seconds.items()}, "s per image")
 print(
     {k: float((v - features["nchw"]).abs().max()) for k, v in features.items()},
     "largest difference",

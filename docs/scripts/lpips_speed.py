@@ -8,9 +8,8 @@ on channels-last input (what ``ctsdg eval`` gave it: the generator's output is c
 CPU), and the forward now; and the largest relative difference between the distances.
 """
 
-import time
-
 import torch
+from timing import interleaved
 
 from ctsdg.metrics import _LPIPS_SCALE, _LPIPS_SHIFT, _LPIPS_SLICES, LPIPS
 
@@ -47,14 +46,8 @@ runs = {
     ),
     "now": lambda: now(pred, target),
 }
-seconds = {name: [] for name in runs}
-results = {}
-for _ in range(3):
-    for name, run in runs.items():
-        start = time.perf_counter()
-        results[name] = run()
-        seconds[name].append(time.perf_counter() - start)
-print({k: round(min(v) / len(pred), 4) for k, v in seconds.items()}, "s per image")
+seconds, results = interleaved(runs)
+print({k: round(v / len(pred), 4) for k, v in seconds.items()}, "s per image")
 reference = results["earlier_nchw_input"]
 for name in ("earlier_channels_last_input", "now"):
     difference = float(((results[name] - reference).abs() / reference).max())
