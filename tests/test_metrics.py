@@ -166,7 +166,10 @@ def test_lpips_matches_a_layer_by_layer_reference(lpips_files) -> None:
         ours = metric(noisy, clean)
         expected = reference_lpips(noisy, clean, vgg, lin)
         same = metric(clean, clean)
+        last = {"memory_format": torch.channels_last}  # as eval passes them on CPU
+        from_channels_last = metric(noisy.contiguous(**last), clean.contiguous(**last))
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(from_channels_last, ours, rtol=1e-5, atol=1e-7)
     assert torch.all(ours > 0)
     torch.testing.assert_close(same, torch.zeros(4))
 
