@@ -196,8 +196,9 @@ class LPIPS(nn.Module):
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         _check_pair(pred, target)
         # [0, 1] -> [-1, 1] (LPIPS's input range), then LPIPS's scaling; both images in one pass,
-        # channels-last (oneDNN's blocked convolutions: about 1.45x the NCHW speed with the lean
-        # distance below on the project's CPU; docs/benchmarks.md). Same values to float rounding.
+        # channels-last (oneDNN's blocked convolutions: with the lean distance below, 1.37x the
+        # NCHW forward's speed on the project's CPU; docs/benchmarks.md). Same values to float
+        # rounding.
         shift = pred.new_tensor(_LPIPS_SHIFT).view(1, 3, 1, 1)
         scale = pred.new_tensor(_LPIPS_SCALE).view(1, 3, 1, 1)
         x = ((torch.cat((pred, target)) * 2 - 1 - shift) / scale).contiguous(

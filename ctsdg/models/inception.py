@@ -246,7 +246,7 @@ def load_fid_inception(path: str | Path) -> FIDInception:
 def fold_batch_norm(network: FIDInception) -> FIDInception:
     """``network``, changed in place for inference: each BatchNorm folded into the convolution
     before it (weights scaled, a bias added) and replaced by an identity. One pass over every
-    feature map fewer, about 10 % off a CPU forward; the same features to float rounding. The
+    feature map fewer, 10-15 % off a CPU forward; the same features to float rounding. The
     state dict no longer has the file's layout."""
     for module in network.modules():
         if isinstance(module, BasicConv2d) and isinstance(module.bn, nn.BatchNorm2d):
