@@ -127,7 +127,7 @@ def _discriminator_width(state: dict[str, torch.Tensor], model: ModelConfig) -> 
 
 
 def _load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
-    state = check_tensors(state, path, what)
+    # ``state`` came through `_checked` (`load_weights`): tensors, all finite.
     expected = net.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -312,10 +312,7 @@ def _authors(
 
 def _from_training_checkpoint(path: Path, data: dict) -> LoadedWeights:
     checkpoint = parse_training_checkpoint(path, data)
-    for what in ("generator", "discriminator"):
-        if data.get(what) is not None:
-            check_tensors(data[what], path, what)
-    return LoadedWeights(
+    return LoadedWeights(  # the tensors are checked by `_checked`, as every format's
         path,
         CHECKPOINT_FORMAT,
         checkpoint.model,
