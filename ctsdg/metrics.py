@@ -165,6 +165,8 @@ class LPIPS(nn.Module):
         super().__init__()
         self.features = vgg16_features(_LPIPS_SLICES[-1][1])
         self.lins = nn.ParameterList(nn.Parameter(torch.zeros(1, c, 1, 1)) for c in _LPIPS_CHANNELS)
+        self.register_buffer("shift", torch.tensor(_LPIPS_SHIFT).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor(_LPIPS_SCALE).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
 
@@ -199,9 +201,7 @@ class LPIPS(nn.Module):
         # channels-last (oneDNN's blocked convolutions: with the lean distance below, 1.37x the
         # NCHW forward's speed on the project's CPU; docs/benchmarks.md). Same values to float
         # rounding.
-        shift = pred.new_tensor(_LPIPS_SHIFT).view(1, 3, 1, 1)
-        scale = pred.new_tensor(_LPIPS_SCALE).view(1, 3, 1, 1)
-        x = ((torch.cat((pred, target)) * 2 - 1 - shift) / scale).contiguous(
+        x = ((torch.cat((pred, target)) * 2 - 1 - self.shift) / self.scale).contiguous(
             memory_format=torch.channels_last
         )
         count = pred.shape[0]
