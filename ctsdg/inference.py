@@ -280,14 +280,18 @@ class Inpainter:
             return result
         if iopaint is not None:
             return self._inpaint_iopaint(rgb, holes, iopaint, check)
-        strategy = self.choose_strategy(holes) if self.strategy == "auto" else self.strategy
+        regions = self._auto_regions(holes) if self.strategy == "auto" else None
+        strategy = self.strategy if self.strategy != "auto" else "crop" if regions else "resize"
         if strategy == "original":
             if check is not None:
                 check()
             filled = self._fill_native(rgb, holes)
             result[holes] = filled[holes]
             return result
-        regions = self.regions(holes) if strategy == "crop" else [_whole(holes)]
+        if strategy == "resize":
+            regions = [_whole(holes)]
+        elif regions is None:  # crop asked for by name
+            regions = self.regions(holes)
         for start in range(0, len(regions), CROP_BATCH):
             if check is not None:
                 check()
@@ -321,19 +325,30 @@ class Inpainter:
 
     def choose_strategy(self, holes: np.ndarray) -> Literal["resize", "crop"]:
         """``auto``'s choice for these holes (see the module docstring)."""
+        return "crop" if self._auto_regions(holes) else "resize"
+
+    def _auto_regions(self, holes: np.ndarray) -> list[Region] | None:
+        """The crop regions when ``auto`` chooses crop for these holes, else None (resize)."""
         height, width = holes.shape
-        if max(height, width) <= 2 * self.size or self._components(holes)[0] > MAX_AUTO_CROPS:
-            return "resize"
-        regions = self.regions(holes)
+        if max(height, width) <= 2 * self.size:
+            return None
+        components = self._components(holes)  # computed once, for the count and the regions
+        if components[0] > MAX_AUTO_CROPS:
+            return None
+        regions = self.regions(holes, components=components)
         covered = np.zeros_like(holes)
         for r in regions:
             left, top, right, bottom = r.box
             covered[top:bottom, left:right] = True
-        if len(regions) <= MAX_AUTO_CROPS and covered.mean() < 0.5:
-            return "crop"
-        return "resize"
+        return regions if covered.mean() < 0.5 else None
 
-    def regions(self, holes: np.ndarray, margin: int | None = None) -> list[Region]:
+    def regions(
+        self,
+        holes: np.ndarray,
+        margin: int | None = None,
+        *,
+        components: tuple[int, np.ndarray] | None = None,
+    ) -> list[Region]:
         """Hole regions and their crop boxes, in reading order of their first pixel.
 
         Boxes are squares (see the module docstring), or with ``margin`` the region's bounding
@@ -341,9 +356,10 @@ class Inpainter:
 
         More than `MAX_CROPS` regions give one region, the whole image (``resize``), with an
         `InpaintWarning`: each region costs a forward pass and an image-sized mask.
+        ``components``: `_components`' result for these holes, when the caller has it.
         """
         height, width = holes.shape
-        found, labels = self._components(holes)
+        found, labels = components if components is not None else self._components(holes)
         if found > MAX_CROPS:
             warnings.warn(
                 f"{found} separate hole regions is more than crop's {MAX_CROPS}: inpainted "
