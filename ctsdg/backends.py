@@ -46,8 +46,6 @@ SUPPORTED = {"eager": PRECISIONS, "compiled": PRECISIONS, "onnxruntime": ("fp32"
 
 Runner = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
-log = logging.getLogger(__name__)
-
 
 class UnsupportedError(InputError):
     """This backend cannot run this precision on this device (a reason, not a failure)."""

@@ -43,7 +43,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -382,7 +382,7 @@ def _two_valued(array: np.ndarray) -> bool:
 def _warn_if_swapped(job: Job, pixels: np.ndarray, mask: Image.Image) -> None:
     """A black-and-white "image" with a many-valued "mask" is most likely the pair swapped
     (``ctsdg inpaint mask.png photo.jpg``): say so, and go on as asked."""
-    if _two_valued(pixels) and not _two_valued(np.asarray(mask)):
+    if not _two_valued(np.asarray(mask)) and _two_valued(pixels):  # the mask first: smaller
         warnings.warn(
             f"{job.image} has only two values, like a mask, and {job.mask} has many, like a "
             "photograph: are they swapped? (ctsdg inpaint IMAGE MASK: the image comes first)",
@@ -465,7 +465,7 @@ def inpaint_command(
         if not plan.jobs:
             say(f"nothing to do: every output under {output} exists")
             distributed.teardown()
-            return 1 if plan.unpaired else 0
+            return _report_failures(plan.unpaired, say)
         check_outputs(plan)
         distributed.barrier(ctx)  # no rank writes before every rank has checked for overwrites
         inpainter = Inpainter.from_checkpoint(
@@ -505,12 +505,17 @@ def inpaint_command(
     failures = plan.unpaired + [m for _, ms in gathered for m in ms]
     if len(jobs) > 1:
         say(f"wrote {sum(n for n, _ in gathered)} of {len(jobs)} images under {output}")
-    if failures:
-        say(f"ctsdg: {len(failures)} item(s) failed:", file=sys.stderr)
-        for message in failures:
-            say(f"  {message}", file=sys.stderr)
-        return 1
-    return 0
+    return _report_failures(failures, say)
+
+
+def _report_failures(failures: list[str], say: Callable[..., None]) -> int:
+    """List what failed on stderr; the command's exit status (1 if anything did)."""
+    if not failures:
+        return 0
+    say(f"ctsdg: {len(failures)} item(s) failed:", file=sys.stderr)
+    for message in failures:
+        say(f"  {message}", file=sys.stderr)
+    return 1
 
 
 __all__ = [

@@ -540,6 +540,22 @@ def test_skip_existing_resumes_a_folder_job(tmp_path: Path, weights_file: Path, 
     assert "nothing to do" in capsys.readouterr().out
 
 
+def test_skip_existing_with_nothing_left_still_lists_what_failed(
+    tmp_path: Path, weights_file: Path, capsys
+) -> None:
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    for folder in (images, masks, out):
+        folder.mkdir()
+    for name in ("1.png", "2.png"):
+        photo().save(images / name)
+    box_mask(200, 150, (50, 50, 90, 90)).save(masks / "1.png")  # 2.png has no mask
+    (out / "1.png").write_bytes(b"done before")
+    assert cli(images, masks, "-o", out, "--checkpoint", weights_file, "--skip-existing") == 1
+    captured = capsys.readouterr()
+    assert "nothing to do" in captured.out
+    assert "1 item(s) failed" in captured.err and "2.png" in captured.err
+
+
 def test_sigterm_during_a_write_leaves_no_temporary_file(
     tmp_path: Path, weights_file: Path, monkeypatch, capsys
 ) -> None:
