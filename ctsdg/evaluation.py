@@ -75,13 +75,13 @@ from ctsdg.fid import (
     FID_MIN_IMAGES,
     InceptionFeatures,
     frechet_distance,
-    resolve_fid_weights,
     statistics,
 )
 from ctsdg.fileio import atomic_write_bytes, check_output_dir, writing
 from ctsdg.heartbeat import Heartbeat, eta
 from ctsdg.ids import inception_discriminative_scores
 from ctsdg.metrics import LPIPS, score_composites
+from ctsdg.weights import resolve
 
 BASELINE_FLAGS = {"telea": "INPAINT_TELEA", "ns": "INPAINT_NS"}
 #: What ``output_path`` receives besides the reports, one file per image, same name in each.
@@ -309,7 +309,7 @@ def evaluate(
         lpips_net = LPIPS.from_files(cfg.lpips_weights, cfg.pretrained_vgg).to(device)
     inception = None
     if cfg.fid_weights:
-        fid_path = resolve_fid_weights(cfg.fid_weights)
+        fid_path = resolve("fid_inception", cfg.fid_weights)
         inception = InceptionFeatures.from_file(fid_path, device, 2 * cfg.test_batch_size)
         settings.update(fid_weights=str(fid_path), fid_min_images=FID_MIN_IMAGES)
 

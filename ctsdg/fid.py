@@ -58,15 +58,6 @@ SQRTM_EPS = 1e-6
 IMAGINARY_TOLERANCE = 1e-3
 
 
-def resolve_fid_weights(spec: str) -> Path:
-    """``auto``: the standard file in torch.hub's cache (`ctsdg.weights`); otherwise a path."""
-    if spec == "auto":
-        from ctsdg.weights import resolve
-
-        return resolve("fid_inception", spec)
-    return Path(spec)
-
-
 def unit_input(images: Tensor) -> Tensor:
     """uint8 (B, 3, H, W) -> float32 (B, 3, 299, 299) in [0, 1]: ``x / 255``, then bilinear
     (``align_corners=False``) to 299 x 299, pytorch-fid's order."""
@@ -291,10 +282,10 @@ def folder_statistics(
 def path_statistics(
     path: Path, extractor: Callable[[], InceptionFeatures], *, progress: bool = True
 ) -> Statistics:
-    """A folder's statistics (the network built on first need) or an .npz file's."""
+    """A folder's statistics (the network built on first need) or an .npz file's; ``path`` as
+    `check_path` accepts it."""
     if _is_stats_file(path):
         return read_stats(path)
-    check_path(path)
     return folder_statistics(path, extractor(), progress=progress)
 
 

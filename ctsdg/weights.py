@@ -232,9 +232,6 @@ def resolve(name: str, spec: str) -> Path:
                 f"{path}: {problem} ({weights.keys[0]}=auto fetches the standard file)"
             )
         return path
-    path = cache_path(name)
-    if path.is_file():
-        return verify(name, path)
     return fetch(name)
 
 

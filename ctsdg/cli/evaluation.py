@@ -4,6 +4,7 @@ for speed."""
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 
 from ctsdg.cli.options import (
@@ -142,16 +143,17 @@ def _run_fid(args: argparse.Namespace) -> int:
         check_path,
         fid_of,
         folder_statistics,
-        resolve_fid_weights,
         write_stats,
     )
     from ctsdg.runtime import resolve_device
+    from ctsdg.weights import resolve
 
     first, second = (Path(p) for p in args.paths)
     progress = not args.no_progress
 
-    def extractor() -> InceptionFeatures:  # built only when a folder needs it
-        weights = resolve_fid_weights(args.weights)
+    @functools.cache  # built only when a folder needs it, and once for both
+    def extractor() -> InceptionFeatures:
+        weights = resolve("fid_inception", args.weights)
         return InceptionFeatures.from_file(weights, resolve_device(args.device), args.batch_size)
 
     if args.save_stats:
