@@ -375,8 +375,9 @@ def evaluate(
             else:
                 output = opencv_inpaint(batch, cfg.method, cfg.inpaint_radius)
             comp, scores = score_composites(output, batch.image, batch.mask, lpips_net)
-            comp_u8 = tensor_to_image(comp * 2 - 1)  # the composites as written
-            truth_u8 = tensor_to_image(batch.image)  # the ground truth as evaluated
+            if inception is not None or folders is not None:  # copies to the host: when used
+                comp_u8 = tensor_to_image(comp * 2 - 1)  # the composites as written
+                truth_u8 = tensor_to_image(batch.image)  # the ground truth as evaluated
             if inception is not None:  # one batched forward for both
                 both = inception(np.concatenate((comp_u8, truth_u8)))
                 for i, index in enumerate(indices):
