@@ -635,6 +635,26 @@ def test_resume_auto_falls_back_past_a_corrupt_checkpoint(tmp_path: Path, caplog
         train(_config(tmp_path, train_iter=4, finetune_iter=0, resume="auto"))
 
 
+def test_resume_auto_passes_over_a_checkpoint_with_nan_weights(tmp_path: Path, caplog) -> None:
+    config = _config(tmp_path, train_iter=2, finetune_iter=0, save_checkpoint_steps=1)
+    train(config)
+    (_, older), (_, newest) = list_checkpoints(config.save_path)
+    data = torch.load(newest, weights_only=True)
+    next(iter(data["generator"].values())).view(-1)[0] = float("nan")  # a diverged run
+    torch.save(data, newest)
+    diverged = tmp_path / "diverged.pt"
+    torch.save(data, diverged)  # newest is written again by the resumed run
+    with caplog.at_level("WARNING", logger="ctsdg"):
+        result = train(_config(tmp_path, train_iter=3, finetune_iter=0, resume="auto"))
+    assert result.iteration == 3
+    assert "NaN or infinite" in caplog.text and f"previous one, {older}" in caplog.text
+    from ctsdg.training.trainer import prepare
+
+    named = _config(tmp_path, train_iter=4, finetune_iter=0, resume=str(diverged))
+    with pytest.raises(InputError, match="holds NaN or infinite values"):
+        prepare(named, overwrite=False, fetch=False)  # what --dry-run runs
+
+
 def test_files_follow_the_umask(tmp_path: Path) -> None:
     previous = os.umask(0o027)
     try:

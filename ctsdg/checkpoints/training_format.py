@@ -27,7 +27,7 @@ import torch
 
 from ctsdg.data.structure import STRUCTURES
 from ctsdg.errors import InputError
-from ctsdg.fileio import atomic_write, unwrap_os_error
+from ctsdg.fileio import atomic_write, check_tensors, unwrap_os_error
 from ctsdg.models.generator import ModelConfig
 
 CHECKPOINT_FORMAT = "ctsdg-checkpoint"
@@ -121,7 +121,8 @@ def parse_training_checkpoint(path: Path, data: Any) -> TrainingCheckpoint:
 def read_training_checkpoint(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> TrainingCheckpoint:
-    """Load (``weights_only=True``) and check a training checkpoint file."""
+    """Load (``weights_only=True``) and check a training checkpoint file, its weights' tensors
+    included (`check_tensors`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint to resume from not found")
@@ -130,7 +131,13 @@ def read_training_checkpoint(
     except Exception as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{path}: unreadable training checkpoint ({reason})") from None
-    return parse_training_checkpoint(path, data)
+    checkpoint = parse_training_checkpoint(path, data)
+    # Here, not when the weights are restored: resume=auto passes over a checkpoint with NaN
+    # weights as over an unreadable one, and --dry-run refuses it as the run would.
+    for what in ("generator", "discriminator"):
+        if data.get(what) is not None:
+            check_tensors(data[what], path, what)
+    return checkpoint
 
 
 def write_training_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:

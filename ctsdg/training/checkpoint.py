@@ -27,7 +27,6 @@ from ctsdg.checkpoints.training_format import (
     write_training_checkpoint,
 )
 from ctsdg.errors import InputError
-from ctsdg.fileio import check_tensors
 from ctsdg.models.generator import ModelConfig
 
 if TYPE_CHECKING:
@@ -122,10 +121,12 @@ def resume_source(config: Config) -> TrainingCheckpoint | None:
         path = Path(config.resume)
         return read_training_checkpoint(latest_checkpoint(path) if path.is_dir() else path)
     found = list_checkpoints(config.save_path)
+    newest_error: InputError | None = None
     for i, (_, path) in enumerate(reversed(found)):
         try:
             checkpoint = read_training_checkpoint(path)
         except InputError as err:
+            newest_error = newest_error or err
             older = found[-2 - i][1] if i + 1 < len(found) else None
             log.warning(
                 "%s; resume=auto %s",
@@ -137,7 +138,8 @@ def resume_source(config: Config) -> TrainingCheckpoint | None:
     if found:
         raise InputError(
             f"{config.save_path}: no intact training checkpoint to resume from (all "
-            f"{len(found)} are unreadable); move them away to start fresh"
+            f"{len(found)} are unreadable; the newest: {newest_error}); move them away to start "
+            "fresh"
         )
     return None
 
@@ -173,8 +175,6 @@ def restore(state: TrainState, checkpoint: TrainingCheckpoint) -> int:
             saved_world,
         )
     device = state.ctx.device
-    check_tensors(data["generator"], path, "generator")
-    check_tensors(data["discriminator"], path, "discriminator")
     try:
         state.raw_generator.load_state_dict(data["generator"])
         state.raw_discriminator.load_state_dict(data["discriminator"])
