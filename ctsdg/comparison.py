@@ -232,13 +232,6 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
         return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def refuse_existing(paths: Sequence[str | os.PathLike[str] | None], overwrite: bool) -> None:
-    """InputError for the first output that exists, unless ``overwrite``."""
-    for path in paths:
-        if path is not None and not overwrite and Path(path).exists():
-            raise InputError(f"{path} already exists; pass --overwrite to replace it")
-
-
 __all__ = [
     "METRICS",
     "MethodResult",
@@ -246,6 +239,5 @@ __all__ = [
     "load_results",
     "plot_comparison",
     "read_metrics",
-    "refuse_existing",
     "write_text",
 ]

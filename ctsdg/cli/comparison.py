@@ -46,11 +46,13 @@ def _run_compare(args: argparse.Namespace) -> int:
         comparison_table,
         load_results,
         plot_comparison,
-        refuse_existing,
         write_text,
     )
+    from ctsdg.fileio import check_overwrite
 
-    refuse_existing([args.output, args.plot], args.overwrite)
+    for path in (args.output, args.plot):
+        if path:
+            check_overwrite(path, args.overwrite)
     results = load_results(args.metrics, args.name)
     table = comparison_table(results, args.buckets)
     print(table, end="")
