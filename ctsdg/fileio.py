@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import os
 import stat
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -221,11 +220,18 @@ def check_overwrite(path: str | os.PathLike[str], overwrite: bool) -> None:
 
 def remove_stale_temporaries(path: str | os.PathLike[str]) -> None:
     """Remove what an interrupted `atomic_write` of ``path`` left (``.NAME.XXXXXXXX.tmp``
-    beside it, e.g. after a SIGKILL): called by a job just before it writes ``path`` again."""
+    beside it, e.g. after a SIGKILL): called just before ``path`` is written again."""
     path = Path(path)
+    remove_stale_temporaries_of(path.parent, {path.name})
+
+
+def remove_stale_temporaries_of(folder: Path, names: Collection[str]) -> None:
+    """`remove_stale_temporaries` for each of ``names`` in ``folder``, in one listing of it
+    (a folder job's outputs: one scan per folder, not one per image)."""
     with contextlib.suppress(OSError):
-        for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-            if len(tmp.name) == len(path.name) + 14:  # "." NAME "." 8 random chars ".tmp"
+        for tmp in folder.glob(".*.tmp"):
+            name = tmp.name[1:-13]  # "." NAME "." 8 random chars ".tmp"
+            if len(tmp.name) > 14 and tmp.name[-13] == "." and name in names:
                 tmp.unlink(missing_ok=True)
 
 

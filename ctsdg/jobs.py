@@ -61,7 +61,7 @@ from ctsdg.fileio import (
     existing_output,
     input_kind,
     output_is_folder,
-    remove_stale_temporaries,
+    remove_stale_temporaries_of,
 )
 from ctsdg.heartbeat import Heartbeat, eta
 from ctsdg.inference import ORIGINAL_MAX_PIXELS, Inpainter, Strategy
@@ -243,11 +243,19 @@ def _check_overwrites(jobs: list[Job], overwrite: bool) -> None:
 
 
 def check_outputs(plan: Plan) -> None:
-    """Create the output folders and prove they are writable, before any inference."""
+    """Create the output folders and prove they are writable, before any inference; remove
+    what an interrupted run left of the outputs' temporary files."""
     folders = {plan.output_root} if plan.output_root else set()
     folders |= {job.output.parent for job in plan.jobs}
     for folder in sorted(folders, key=str):
         check_output_dir(folder)
+    # What a killed run left of these outputs (``--skip-existing`` resumes such a run): one
+    # listing per folder here, before any rank writes, instead of one per image.
+    names: dict[Path, set[str]] = {}
+    for job in plan.jobs:
+        names.setdefault(job.output.parent, set()).add(job.output.name)
+    for folder, wanted in names.items():
+        remove_stale_temporaries_of(folder, wanted)
 
 
 # --------------------------------------------------------------------------- saving
@@ -364,7 +372,6 @@ def run_job(inpainter: Inpainter, job: Job) -> Outcome:
         except InputError as err:
             message = str(err) if str(job.image) in str(err) else f"{job.image}: {err}"
             return Outcome(job, "failed", message, _messages(caught))
-    remove_stale_temporaries(job.output)  # what a killed run left of this very output
     atomic_write_bytes(job.output, data)
     notes = _messages(caught) + ([note] if note else [])
     return Outcome(job, "written" if holes.any() else "copied", notes=notes)
