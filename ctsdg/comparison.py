@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ctsdg.errors import InputError
+from ctsdg.evaluation_report import EVAL_FORMAT
 from ctsdg.fileio import atomic_write, writing
-
-EVAL_FORMAT = "ctsdg-eval"
 
 #: (key in a bucket object, column label, format, higher is better), in the papers' order.
 METRICS: tuple[tuple[str, str, str, bool], ...] = (

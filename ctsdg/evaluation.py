@@ -194,8 +194,8 @@ class SetFigures:
         self._fids: dict[tuple[int, ...], float] = {}  # a set may come twice (0-60 % and all)
 
     def _arrays(self, chosen: list[ImageResult]) -> tuple[np.ndarray, np.ndarray]:
-        comp = np.stack([self.features[r.index][0] for r in chosen]).astype(np.float64)
-        truth = np.stack([self.features[r.index][1] for r in chosen]).astype(np.float64)
+        comp = np.stack([self.features[r.index][0] for r in chosen])  # float64 already
+        truth = np.stack([self.features[r.index][1] for r in chosen])
         return comp, truth
 
     def fid(self, chosen: list[ImageResult]) -> dict[str, Any]:

@@ -20,6 +20,9 @@ from ctsdg.errors import InputError
 from ctsdg.fileio import atomic_write_bytes, writing
 from ctsdg.metrics import finite_mean
 
+#: The ``format`` of ``metrics.json`` (what `ctsdg.comparison` reads).
+EVAL_FORMAT = "ctsdg-eval"
+
 #: The seed's reporting groups, percent, each (lo, hi].
 SEED_BUCKETS: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60))
 #: What the port drops without saying so.
@@ -81,7 +84,7 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": "ctsdg-eval",
+            "format": EVAL_FORMAT,
             "version": 1,
             **self.settings,
             "conventions": CONVENTIONS,

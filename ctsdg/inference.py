@@ -275,11 +275,11 @@ class Inpainter:
     ) -> np.ndarray:
         """uint8 (H, W, 3) RGB and bool (H, W) holes -> uint8 (H, W, 3), holes filled
         (``iopaint``, ``check``: see `inpaint`)."""
-        result = rgb.copy()
         if not holes.any():
-            return result
+            return rgb.copy()
         if iopaint is not None:
             return self._inpaint_iopaint(rgb, holes, iopaint, check)
+        result = rgb.copy()
         regions = self._auto_regions(holes) if self.strategy == "auto" else None
         strategy = self.strategy if self.strategy != "auto" else "crop" if regions else "resize"
         if strategy == "original":
