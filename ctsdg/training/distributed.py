@@ -168,6 +168,13 @@ def any_rank(flags: list[bool], ctx: Context) -> list[bool]:
     return [bool(v) for v in t.tolist()]
 
 
+def stop_together(error: Exception | None, ctx: Context, elsewhere: str) -> None:
+    """Raise on every rank when any rank failed: this rank's ``error``, or on the others an
+    InputError saying ``elsewhere`` (so that no rank waits in a collective for one that quit)."""
+    if any_rank([error is not None], ctx)[0]:
+        raise error or InputError(elsewhere)
+
+
 def sum_over_ranks(values: torch.Tensor, ctx: Context) -> torch.Tensor:
     """Sum a tensor over ranks (in place when distributed); returns it."""
     if ctx.distributed:

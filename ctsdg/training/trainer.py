@@ -128,8 +128,7 @@ def _train(config: Config, ctx: Context, overwrite: bool) -> TrainResult:
         ready = prepare(config, overwrite=overwrite, main=ctx.is_main)
     except InputError as err:
         error = err
-    if distributed.any_rank([error is not None], ctx)[0]:  # every rank stops together
-        raise error or InputError("another rank refused to start; its error says why")
+    distributed.stop_together(error, ctx, "another rank refused to start; its error says why")
     assert ready is not None
     plan, source, dataset = ready.plan, ready.source, ready.dataset
     total = sum(n for _, n in plan)
@@ -285,8 +284,7 @@ def _claim(
             folder = RunFolder(save_path, fresh=fresh, overwrite=overwrite).__enter__()
         except InputError as err:
             error = err
-    if distributed.any_rank([error is not None], ctx)[0]:
-        raise error or InputError(f"{save_path}: rank 0 could not take the run folder")
+    distributed.stop_together(error, ctx, f"{save_path}: rank 0 could not take the run folder")
     try:
         yield folder
     finally:
@@ -298,16 +296,14 @@ def _save(state: TrainState, iteration: int, stage: str, run: RunFolder | None) 
     """Check that all ranks agree, then write a checkpoint on rank 0; all ranks stop together
     if it cannot be written."""
     _check_replicas(state)
-    error: OSError | None = None
+    error: InputError | None = None
     if run is not None:
         try:
             run.last_saved = checkpoint.save(state, iteration, stage)
         except OSError as err:
-            error = err
-    if distributed.any_rank([error is not None], state.ctx)[0]:
-        if error is None:
-            raise InputError(f"iteration {iteration}: rank 0 could not write the checkpoint")
-        raise _write_failed(error, run, Path(state.config.save_path))
+            error = _write_failed(err, run, Path(state.config.save_path))
+    elsewhere = f"iteration {iteration}: rank 0 could not write the checkpoint"
+    distributed.stop_together(error, state.ctx, elsewhere)
     distributed.barrier(state.ctx)
 
 
