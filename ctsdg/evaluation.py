@@ -296,7 +296,18 @@ def evaluate(
         used, reason = "correct", f"not used by the OpenCV baseline {cfg.method}"
     settings.update(structure=used if generator is not None else None, structure_reason=reason)
     out_dir = Path(cfg.output_path) if cfg.output_path else default_output_dir(cfg, checkpoint)
-    folders = prepare_output(out_dir, overwrite) if cfg.output_path else None
+    folders = None
+    if cfg.output_path:
+        # Rank 0 alone checks and clears the folder, and every rank waits for it: a rank that
+        # looked later would find rank 0's first images there and refuse, or delete them.
+        error = None
+        if ctx.is_main:
+            try:
+                prepare_output(out_dir, overwrite)
+            except InputError as err:
+                error = err
+        distributed.stop_together(error, ctx, f"{out_dir}: rank 0 refused the output folder")
+        folders = tuple(out_dir / name for name in RESULT_FOLDERS)
     check_output_dir(out_dir)  # now, not after the whole evaluation
 
     lpips_net = None
